@@ -1,0 +1,40 @@
+# Set-up and entry points. `make install` is idempotent: each step checks what the venv
+# already has, and the stamp file makes a second run a no-op.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC ?= torch==2.13.0
+FAIRSEQ_SPEC ?= fairseq-fixed==0.12.3.1
+STAMP := $(VENV)/.pn_fairseq_installed
+DATASET ?= synthetic
+
+.PHONY: install test demo bench clean-venv
+
+install: $(STAMP)
+
+$(STAMP): setup.py
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@# torch first, and only if missing: GPU users install their CUDA build beforehand.
+	@$(PY) -c "import torch" 2>/dev/null && echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')" \
+	  || $(PIP) install "$(TORCH_SPEC)"
+	@# fairseq's build imports torch and numpy: no build isolation (otherwise pip pulls a CUDA
+	@# torch into the build env); --no-deps because it declares torchaudio, which does not load
+	@# with current torch and which fairseq's translation code never imports.
+	@$(PY) -c "import fairseq" 2>/dev/null && echo "fairseq already installed" \
+	  || { $(PIP) install setuptools wheel cython "numpy>=1.21.3" \
+	       && $(PIP) install --no-build-isolation --no-deps "$(FAIRSEQ_SPEC)"; }
+	$(PIP) install -e ".[test]"
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q tests
+
+demo: install
+	DATASET=$(DATASET) PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
+
+bench: install
+	$(PY) bench/bench_norms.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,85 @@
+"""Command-line flags for the norms and their translation into ``build_norm`` calls."""
+import logging
+
+from ..norms import NORM_CHOICES, build_norm
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("reference", "paper")
+
+# Defaults applied when neither the command line nor the architecture sets a flag.
+# pn_warmup_updates / pn_groups default to the run's --warmup-updates and the side's heads.
+NORM_DEFAULTS = {
+    "norm_type": "layer",
+    "decoder_norm_type": "layer",
+    "norm_variant": "reference",
+    "pn_alpha_fwd": 0.9,
+    "pn_alpha_bkw": 0.9,
+    "pn_warmup_updates": None,
+    "pn_groups": None,
+    "norm_momentum": 0.05,
+}
+
+
+def add_norm_args(parser):
+    """Add the norm flags. No defaults here: fairseq applies the architecture's."""
+    g = parser.add_argument_group("normalization (pn_fairseq)")
+    g.add_argument("--norm-type", choices=NORM_CHOICES,
+                   help="norm of every encoder sub-layer and of the final encoder norm "
+                        "(layer=LayerNorm, batch=BN, power_v=PN-V, power=PN)")
+    g.add_argument("--decoder-norm-type", choices=NORM_CHOICES,
+                   help="norm of the decoder (default: layer, as in the paper; batch statistics in "
+                        "the decoder see future tokens in training but not in incremental decoding)")
+    g.add_argument("--norm-variant", choices=VARIANTS,
+                   help="batch/power: 'reference' reproduces the released code behind Table 1 "
+                        "(default), 'paper' the published algorithms")
+    g.add_argument("--pn-alpha-fwd", type=float, help="PN forward running-average constant (0.9)")
+    g.add_argument("--pn-alpha-bkw", type=float, help="PN backward running-average constant (0.9)")
+    g.add_argument("--pn-warmup-updates", type=int,
+                   help="PN reference variant: forward calls that use batch statistics "
+                        "(default: --warmup-updates)")
+    g.add_argument("--pn-groups", type=int,
+                   help="PN reference variant: group-scaling groups (default: the attention heads)")
+    g.add_argument("--norm-momentum", type=float,
+                   help="momentum of BN's and PN-V's running statistics (0.05)")
+
+
+def fill_norm_defaults(args):
+    """Give every norm flag a value (old checkpoints and plain Namespaces lack some)."""
+    for key, value in NORM_DEFAULTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.pn_warmup_updates is None:
+        args.pn_warmup_updates = int(getattr(args, "warmup_updates", 0) or 0)
+    if args.decoder_norm_type != "layer":
+        logger.warning(
+            "--decoder-norm-type %s: batch statistics in the decoder mix positions across time in "
+            "training, which incremental decoding cannot reproduce (train/test mismatch); the "
+            "paper kept LayerNorm in the decoder", args.decoder_norm_type)
+
+
+def build_side_norm(cfg, side: str, embed_dim: int, heads: int):
+    """Build the norm for ``side`` ("encoder" or "decoder") from the flat flags on ``cfg``."""
+    name = cfg.norm_type if side == "encoder" else cfg.decoder_norm_type
+    if name == "layer":
+        options = {}
+    elif name == "batch":
+        options = dict(variant=cfg.norm_variant, momentum=cfg.norm_momentum)
+    elif name == "power_v":
+        options = dict(momentum=cfg.norm_momentum)
+    elif name == "power":
+        options = dict(
+            variant=cfg.norm_variant,
+            alpha_fwd=cfg.pn_alpha_fwd,
+            alpha_bkw=cfg.pn_alpha_bkw,
+            warmup_updates=cfg.pn_warmup_updates,
+            groups=cfg.pn_groups or heads,
+        )
+    else:
+        raise ValueError(f"unknown --{'' if side == 'encoder' else 'decoder-'}norm-type {name!r}; "
+                         f"valid choices: {', '.join(NORM_CHOICES)}")
+    try:
+        return build_norm(name, embed_dim, **options)
+    except ValueError as e:
+        flag = "--norm-type" if side == "encoder" else "--decoder-norm-type"
+        raise ValueError(f"{flag} {name} ({side}, dim {embed_dim}, {heads} heads): {e}") from e

@@ -1,0 +1,50 @@
+"""PN-V: power normalization with batch statistics (paper Definition 1)."""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from .base import NormBase, flatten, masked_mean, stat_dtype
+from .functional import BatchStatNormFn
+from .validation import check_eps, check_unit_interval
+
+
+class PowerNormV(NormBase):
+    """``y = gamma * x / sqrt(psi2_B + eps) + beta`` with ``psi2_B = mean_M[x^2]`` over real
+    tokens (no mean-centring), exact backward through ``psi2_B``:
+    ``dL/dx = (g - z * mean_M[g z]) / sqrt(psi2_B + eps)``, ``g = gamma * dL/dy``.
+
+    Running buffer ``running_psi2 <- (1 - momentum) running_psi2 + momentum * psi2_B``
+    (init 1) is what inference divides by.
+    Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``.
+    """
+
+    def __init__(self, embed_dim: int, momentum: float = 0.05, eps: float = 1e-5):
+        super().__init__()
+        check_unit_interval("momentum", momentum, closed_right=True)
+        check_eps(eps)
+        self.embed_dim, self.momentum, self.eps = embed_dim, momentum, eps
+        self.weight = nn.Parameter(torch.ones(embed_dim))
+        self.bias = nn.Parameter(torch.zeros(embed_dim))
+        self.register_buffer("running_psi2", torch.ones(embed_dim))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    psi2 = property(lambda self: self.running_psi2)
+
+    def extra_repr(self):
+        return f"{self.embed_dim}, momentum={self.momentum}, eps={self.eps}"
+
+    def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x2d, keep = flatten(x, self.resolve_mask(pad_mask))
+        sd = stat_dtype(x)
+        xf = x2d.to(sd)
+        w, b = self.weight.to(sd), self.bias.to(sd)
+        if self.training:
+            with torch.no_grad():
+                psi2_b = masked_mean(xf * xf, keep)
+                self.running_psi2.mul_(1 - self.momentum).add_(psi2_b.to(self.running_psi2.dtype), alpha=self.momentum)
+                self.num_batches_tracked.add_(1)
+            y = BatchStatNormFn.apply(xf, keep, w, b, None, torch.rsqrt(psi2_b + self.eps), False)
+        else:
+            y = torch.addcmul(b, xf * torch.rsqrt(self.running_psi2.to(sd) + self.eps), w)
+        return y.to(x.dtype).reshape(x.shape)

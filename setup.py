@@ -1,0 +1,48 @@
+"""pn_fairseq: PowerNorm / BatchNorm / Pre-LN transformers as a fairseq --user-dir plugin.
+
+fairseq itself is *not* listed in install_requires: the only build that imports on
+Python 3.11 (fairseq-fixed 0.12.3.1) declares torchaudio, which does not load with
+current torch, and needs torch inside its build environment. `make install` installs
+it with --no-build-isolation --no-deps first; its real run-time dependencies are
+listed here instead.
+"""
+from setuptools import find_packages, setup
+
+FAIRSEQ_RUNTIME_DEPS = [
+    "cffi",
+    "cython",
+    "hydra-core==1.3.2",
+    "omegaconf==2.3.0",
+    "numpy>=1.21.3",
+    "regex",
+    "tqdm",
+    "bitarray",
+    "scikit-learn",
+    "packaging",
+]
+
+setup(
+    name="pn_fairseq",
+    version="0.1.0",
+    description="PowerNorm, BatchNorm and Pre-LN transformers for fairseq (--user-dir plugin)",
+    python_requires=">=3.9",
+    packages=find_packages(include=["pn_fairseq", "pn_fairseq.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "sacrebleu>=2.0",
+        "sacremoses>=0.1",
+        "subword-nmt>=0.3.8",
+        "sentencepiece",
+        "matplotlib",
+    ]
+    + FAIRSEQ_RUNTIME_DEPS,
+    extras_require={"test": ["pytest"]},
+    entry_points={
+        "console_scripts": [
+            "pn-average-checkpoints = pn_fairseq.cli.average_checkpoints:main",
+            "pn-results = pn_fairseq.cli.results:main",
+            "pn-score = pn_fairseq.cli.score:main",
+            "pn-plot = pn_fairseq.cli.plot:main",
+        ]
+    },
+)
