@@ -9,3 +9,7 @@ from .serialization import allow_fairseq_checkpoint_globals
 allow_fairseq_checkpoint_globals()
 
 from . import models  # noqa: E402,F401
+
+from .help import register_help_hook  # noqa: E402
+
+register_help_hook()
