@@ -141,7 +141,7 @@ def test_bad_group_count_fails_at_build_with_the_flag_named(data_bin, tmp_path):
     proc = subprocess.run(
         [str(BIN / "fairseq-train"), str(data_bin), "--user-dir", str(REPO / "pn_fairseq"), "--arch", "transformer_pn",
          *TINY, "--pn-groups", "3", "--max-update", "1", "--save-dir", str(tmp_path), "--cpu", "--optimizer", "adam",
-         "--lr", "1e-3"], cwd=REPO, capture_output=True, text=True)
+         "--lr", "1e-3", "--max-tokens", "400"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "--norm-type power" in proc.stderr and "not divisible by groups=3" in proc.stderr
 
