@@ -8,7 +8,7 @@ from .serialization import allow_fairseq_checkpoint_globals
 
 allow_fairseq_checkpoint_globals()
 
-from . import models  # noqa: E402,F401
+from . import models, optim  # noqa: E402,F401
 
 from .help import register_help_hook  # noqa: E402
 
