@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Run one table row end to end: train -> average -> generate -> score -> results.json.
+# Usage: scripts/run_row.sh DATASET ROW   (the per-row scripts under scripts/ call this)
+# Hyper-parameters: configs/DATASET/common.conf + configs/DATASET/ROW.conf.
+# Environment overrides (README "Row scripts"): DATA SAVE_DIR MAX_UPDATE MAX_EPOCH
+# UPDATE_FREQ SEED EXTRA_ARGS CPU=1 DRY_RUN=1 LOG_INTERVAL ALLOW_BLEU_MISMATCH=1.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATASET=${1:?usage: run_row.sh DATASET ROW}
+ROW=${2:?usage: run_row.sh DATASET ROW}
+TAG="[$DATASET/$ROW]"
+log() { echo "$TAG $*" >&2; }
+die() { echo "$TAG error: $*" >&2; exit 1; }
+
+CONF_DIR=$REPO/configs/$DATASET
+[[ -f $CONF_DIR/common.conf ]] || die "unknown dataset '$DATASET' (configs: $(ls "$REPO/configs" | tr '\n' ' '))"
+[[ -f $CONF_DIR/$ROW.conf ]] || die "unknown row '$ROW' for $DATASET (rows: $(cd "$CONF_DIR" && ls *.conf | grep -v common | sed 's/\.conf//' | tr '\n' ' '))"
+# shellcheck source=/dev/null
+source "$CONF_DIR/common.conf"
+# shellcheck source=/dev/null
+source "$CONF_DIR/$ROW.conf"
+
+# The project's venv, when there is one, so the script works without activating it.
+[[ -x $REPO/.venv/bin/fairseq-train ]] && export PATH="$REPO/.venv/bin:$PATH"
+PYTHON=${PYTHON:-python}
+
+DATA=${DATA:-$REPO/data-bin/$DATASET_DIR}
+SAVE_DIR=${SAVE_DIR:-$REPO/checkpoints/$DATASET/$ROW}
+MAX_UPDATE=${MAX_UPDATE:-${DEFAULT_MAX_UPDATE:-}}
+MAX_EPOCH=${MAX_EPOCH:-${DEFAULT_MAX_EPOCH:-}}
+UPDATE_FREQ=${UPDATE_FREQ:-1}
+SEED=${SEED:-1}
+EXTRA_ARGS=${EXTRA_ARGS:-}
+CPU=${CPU:-0}
+DRY_RUN=${DRY_RUN:-0}
+LOG_INTERVAL=${LOG_INTERVAL:-50}
+SRC=${LANGS[1]} TGT=${LANGS[3]}
+
+# In DRY_RUN mode print each command, fully expanded and shell-quoted, and run nothing.
+show() { printf '%q ' "$@" | sed 's/ $//'; }
+run() {
+  if [[ $DRY_RUN == 1 ]]; then show "$@"; echo; else "$@"; fi
+}
+
+RESULTS=$SAVE_DIR/results.json
+if [[ $DRY_RUN != 1 && -f $RESULTS ]]; then
+  log "already finished: $RESULTS (delete it to score again; delete $SAVE_DIR to retrain)"
+  cat "$RESULTS"
+  exit 0
+fi
+if [[ $DRY_RUN != 1 ]]; then
+  [[ -f $DATA/dict.$SRC.txt && -f $DATA/train.$SRC-$TGT.$SRC.bin ]] \
+    || die "no binarized data at $DATA: run data-prep/prepare-*.sh for $DATASET first, or set DATA=<data-bin dir>"
+  mkdir -p "$SAVE_DIR"
+fi
+
+cpu_flag=(); [[ $CPU == 1 ]] && cpu_flag=(--cpu)
+read -r -a extra <<< "$EXTRA_ARGS"
+train_cmd=(fairseq-train "$DATA" --user-dir "$REPO/pn_fairseq" --arch "$ARCH" "${LANGS[@]}"
+  "${TRAIN_ARGS[@]}" "${ROW_ARGS[@]}" --save-dir "$SAVE_DIR" --seed "$SEED" --update-freq "$UPDATE_FREQ"
+  --log-format json --log-interval "$LOG_INTERVAL" --no-progress-bar "${cpu_flag[@]}")
+[[ -n $MAX_UPDATE ]] && train_cmd+=(--max-update "$MAX_UPDATE")
+[[ -n $MAX_EPOCH ]] && train_cmd+=(--max-epoch "$MAX_EPOCH")
+train_cmd+=("${extra[@]}")
+
+start=$SECONDS
+# fairseq-train resumes from checkpoint_last.pt by itself and stops at once if the run
+# already reached its --max-update / --max-epoch.
+if [[ $DRY_RUN == 1 ]]; then
+  echo "$(show "${train_cmd[@]}") 2>&1 | tee -a $(printf '%q' "$SAVE_DIR/train.log")"
+else
+  log "training ($ARCH) -> $SAVE_DIR (log: $SAVE_DIR/train.log)"
+  "${train_cmd[@]}" 2>&1 | tee -a "$SAVE_DIR/train.log"
+fi
+train_time=$((SECONDS - start))
+
+# Average the last AVG_LAST epoch checkpoints (fewer if a short run saved fewer).
+CKPT=$SAVE_DIR/checkpoint_last.pt
+n_avg=$AVG_LAST
+if [[ $DRY_RUN != 1 ]]; then
+  have=$($PYTHON -m pn_fairseq.cli.row_results epoch-checkpoints "$SAVE_DIR")
+  if (( have < n_avg )); then
+    log "warning: $have epoch checkpoint(s) for the $AVG_LAST the recipe averages; averaging $have"
+    n_avg=$have
+  fi
+fi
+if (( n_avg >= 2 )); then
+  CKPT=$SAVE_DIR/checkpoint_avg_last$n_avg.pt
+  run pn-average-checkpoints --inputs "$SAVE_DIR" --num-epoch-checkpoints "$n_avg" --output "$CKPT"
+else
+  n_avg=1
+fi
+
+# --required-batch-size-multiple 1: fairseq main drops a last batch that is not a
+# multiple of it (default 8), i.e. the longest test sentences (README, Troubleshooting).
+gen_cmd=(fairseq-generate "$DATA" --user-dir "$REPO/pn_fairseq" --path "$CKPT" "${LANGS[@]}"
+  --gen-subset test --beam "$BEAM" --lenpen "$LENPEN" --remove-bpe --batch-size 128
+  --required-batch-size-multiple 1 "${cpu_flag[@]}")
+GEN_OUT=$SAVE_DIR/generate-test.txt
+if [[ $DRY_RUN == 1 ]]; then
+  echo "$(show "${gen_cmd[@]}") > $(printf '%q' "$GEN_OUT")"
+else
+  log "decoding the test set with $(basename "$CKPT") (beam $BEAM, lenpen $LENPEN)"
+  "${gen_cmd[@]}" > "$GEN_OUT.tmp" 2> "$SAVE_DIR/generate-test.log" \
+    || { tail -20 "$SAVE_DIR/generate-test.log" >&2; die "fairseq-generate failed (log: $SAVE_DIR/generate-test.log)"; }
+  mv "$GEN_OUT.tmp" "$GEN_OUT"
+fi
+
+score_cmd=(pn-score --gen-output "$GEN_OUT" --scheme "$SCORING" --lang "$TGT" --json "$SAVE_DIR/scores.json")
+if [[ $SCORING == wmt ]]; then
+  RAW_REF=${RAW_REF:-$DATA/text/test.raw.$TGT}
+  score_cmd+=(--raw-ref "$RAW_REF")
+fi
+if [[ $DRY_RUN != 1 ]]; then
+  score_cmd+=(--expected-sentences "$($PYTHON -m pn_fairseq.cli.row_results count-test "$DATA" "$SRC" "$TGT")")
+fi
+[[ ${ALLOW_BLEU_MISMATCH:-0} == 1 ]] && score_cmd+=(--allow-mismatch)
+run "${score_cmd[@]}"
+
+run "$PYTHON" -m pn_fairseq.cli.row_results write --scores "$SAVE_DIR/scores.json" --row "$ROW" \
+  --dataset "$DATASET" --paper "${PAPER_BLEU:-}" --last-checkpoint "$SAVE_DIR/checkpoint_last.pt" \
+  --wall-time "$train_time" --checkpoint "$CKPT" --run-dir "$SAVE_DIR" --averaged "$n_avg" \
+  --beam "$BEAM" --lenpen "$LENPEN" --output "$RESULTS"
+[[ $DRY_RUN == 1 ]] || log "done: $RESULTS"
