@@ -64,16 +64,23 @@ train_cmd=(fairseq-train "$DATA" --user-dir "$REPO/pn_fairseq" --arch "$ARCH" "$
 [[ -n $MAX_EPOCH ]] && train_cmd+=(--max-epoch "$MAX_EPOCH")
 train_cmd+=("${extra[@]}")
 
-start=$SECONDS
-# fairseq-train resumes from checkpoint_last.pt by itself and stops at once if the run
-# already reached its --max-update / --max-epoch.
+# fairseq-train resumes from checkpoint_last.pt by itself, but a resumed run that already
+# reached --max-update still takes one more update; train.done (the exact command of a
+# training that exited 0) makes a finished run skip training altogether.
+DONE=$SAVE_DIR/train.done
+signature=$(show "${train_cmd[@]}")
 if [[ $DRY_RUN == 1 ]]; then
-  echo "$(show "${train_cmd[@]}") 2>&1 | tee -a $(printf '%q' "$SAVE_DIR/train.log")"
+  echo "$signature 2>&1 | tee -a $(printf '%q' "$SAVE_DIR/train.log")"
+elif [[ -f $DONE && $(head -n 1 "$DONE") == "$signature" ]]; then
+  log "training already finished ($DONE); skipping to evaluation"
 else
   log "training ($ARCH) -> $SAVE_DIR (log: $SAVE_DIR/train.log)"
+  start=$SECONDS
   "${train_cmd[@]}" 2>&1 | tee -a "$SAVE_DIR/train.log"
+  printf '%s\n%s\n' "$signature" "$((SECONDS - start))" > "$DONE.tmp" && mv "$DONE.tmp" "$DONE"
 fi
-train_time=$((SECONDS - start))
+train_time=0
+[[ -f $DONE ]] && train_time=$(sed -n 2p "$DONE")
 
 # Average the last AVG_LAST epoch checkpoints (fewer if a short run saved fewer).
 CKPT=$SAVE_DIR/checkpoint_last.pt

@@ -1,11 +1,15 @@
 """Shared fixtures: seeded inputs with padding, and the repository/shared-data paths."""
 import os
 import pathlib
+import random
+import subprocess
+import sys
 
 import pytest
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+BIN = pathlib.Path(sys.executable).parent
 SHARED = pathlib.Path(os.environ.get("PN_SHARED_DIR", REPO.parent / "shared"))
 
 
@@ -19,3 +23,31 @@ def padded_batch(T=6, B=4, C=8, dtype=torch.float64, scale=1.0, lengths=(6, 4, 5
     x = (torch.randn(T, B, C, dtype=torch.float64) * scale + 0.3).to(dtype)
     pad_mask = torch.arange(T)[None, :] >= torch.tensor(lengths)[:, None]
     return x, pad_mask
+
+
+def run(tool, *args, env=None):
+    """Run a console script of this venv from the repository root; fail with its output."""
+    proc = subprocess.run([str(BIN / tool), *map(str, args)], cwd=REPO, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, f"{tool} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def data_bin(tmp_path_factory):
+    """A reversal task over 40 word types, binarized with a joined dictionary: learnable in
+    a few updates, with real padding. Returns the data-bin directory."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(40)]
+    for split, n in [("train", 300), ("valid", 30), ("test", 12)]:
+        src, tgt = [], []
+        for _ in range(n):
+            s = [rng.choice(words) for _ in range(rng.randint(2, 9))]
+            src.append(" ".join(s))
+            tgt.append(" ".join(w.upper() for w in reversed(s)))
+        (root / f"{split}.de").write_text("\n".join(src) + "\n")
+        (root / f"{split}.en").write_text("\n".join(tgt) + "\n")
+    run("fairseq-preprocess", "--source-lang", "de", "--target-lang", "en", "--joined-dictionary",
+        "--trainpref", root / "train", "--validpref", root / "valid", "--testpref", root / "test",
+        "--destdir", root / "bin", "--workers", "1")
+    return root / "bin"

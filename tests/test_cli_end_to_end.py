@@ -1,6 +1,5 @@
 """The plugin through fairseq's own command-line tools: train, resume, generate; and
 incremental decoding against a full forward pass. A tiny generated corpus keeps it fast."""
-import random
 import subprocess
 import sys
 
@@ -8,41 +7,14 @@ import pytest
 import torch
 
 import pn_fairseq  # noqa: F401  (allow-lists fairseq's checkpoint globals for torch.load)
-from conftest import REPO
+from conftest import BIN, REPO, run
 
-BIN = __import__("pathlib").Path(sys.executable).parent
 ROWS = ["postln", "preln", "bn", "pnv", "pn"]
 TINY = [
     "--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
     "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
     "--encoder-attention-heads", "4", "--decoder-attention-heads", "4", "--share-all-embeddings",
 ]
-
-
-def run(tool, *args):
-    proc = subprocess.run([str(BIN / tool), *map(str, args)], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{tool} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout + proc.stderr
-
-
-@pytest.fixture(scope="module")
-def data_bin(tmp_path_factory):
-    """A reversal task over 40 word types: learnable in a few updates, real padding."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = random.Random(0)
-    words = [f"w{i}" for i in range(40)]
-    for split, n in [("train", 300), ("valid", 30), ("test", 12)]:
-        src, tgt = [], []
-        for _ in range(n):
-            s = [rng.choice(words) for _ in range(rng.randint(2, 9))]
-            src.append(" ".join(s))
-            tgt.append(" ".join(w.upper() for w in reversed(s)))
-        (root / f"{split}.de").write_text("\n".join(src) + "\n")
-        (root / f"{split}.en").write_text("\n".join(tgt) + "\n")
-    run("fairseq-preprocess", "--source-lang", "de", "--target-lang", "en", "--joined-dictionary",
-        "--trainpref", root / "train", "--validpref", root / "valid", "--testpref", root / "test",
-        "--destdir", root / "bin", "--workers", "1")
-    return root / "bin"
 
 
 def train(data_bin, save_dir, arch, max_update, extra=()):

@@ -1,0 +1,154 @@
+"""Row scripts: DRY_RUN prints each recipe's exact flags; one row runs end to end on a
+tiny corpus, and a second run does not retrain."""
+import json
+import os
+import re
+import shlex
+import subprocess
+
+import pytest
+import torch
+
+import pn_fairseq  # noqa: F401
+from conftest import BIN, REPO
+
+
+def dry_run(script, **env):
+    e = dict(os.environ, DRY_RUN="1", PATH=f"{BIN}:{os.environ['PATH']}", **env)
+    proc = subprocess.run(["bash", str(REPO / "scripts" / script)], capture_output=True, text=True, env=e, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    cmds = {}
+    for line in lines:
+        argv = shlex.split(line.split(" 2>&1 |")[0].split(" > ")[0])
+        tool = argv[2] if argv[0].endswith("python") else argv[0]  # python -m MODULE
+        cmds[tool] = argv
+    return cmds
+
+
+def flags(argv):
+    """{--flag: value or True} of an argv (value-less flags map to True)."""
+    out, i = {}, 1
+    while i < len(argv):
+        if argv[i].startswith("--"):
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is not None and not nxt.startswith("--"):
+                out[argv[i]] = nxt
+                i += 2
+                continue
+            out[argv[i]] = True
+        i += 1
+    return out
+
+
+IWSLT = {"--lr": "0.0015", "--warmup-updates": "8000", "--warmup-init-lr": "1e-07", "--dropout": "0.3",
+         "--attention-dropout": "0.1", "--activation-dropout": "0.1", "--weight-decay": "0.0001",
+         "--max-tokens": "4096", "--label-smoothing": "0.1", "--adam-betas": "(0.9, 0.98)",
+         "--lr-scheduler": "inverse_sqrt", "--clip-norm": "0.0", "--share-all-embeddings": True,
+         "--patience": "5"}
+WMT = dict(IWSLT, **{"--lr": "0.003", "--weight-decay": "0.0", "--patience": "10"})
+
+
+@pytest.mark.parametrize("dataset, row", [(d, r) for d in ("iwslt14", "wmt14") for r in ("postln", "preln", "bn", "pnv", "pn")])
+def test_table1_rows(dataset, row):
+    cmds = dry_run(f"{dataset}/{row}.sh")
+    train = flags(cmds["fairseq-train"])
+    size = "iwslt_de_en" if dataset == "iwslt14" else "wmt_en_de_big"
+    assert train["--arch"] == f"transformer_{row}_{size}"
+    for flag, value in (IWSLT if dataset == "iwslt14" else WMT).items():
+        assert train[flag] == value, flag
+    assert train["--user-dir"].endswith("pn_fairseq")
+    n = "5" if dataset == "iwslt14" else "10"
+    avg = flags(cmds["pn-average-checkpoints"])
+    assert avg["--num-epoch-checkpoints"] == n
+    gen = flags(cmds["fairseq-generate"])
+    assert (gen["--beam"], gen["--lenpen"]) == (("5", "1.0") if dataset == "iwslt14" else ("4", "0.6"))
+    assert gen["--path"] == avg["--output"] and gen["--remove-bpe"] is True
+    assert gen["--required-batch-size-multiple"] == "1"
+    score = flags(cmds["pn-score"])
+    assert score["--scheme"] == ("tokenized" if dataset == "iwslt14" else "wmt")
+    results = flags(cmds["pn_fairseq.cli.row_results"])
+    paper = {"iwslt14": {"preln": "35.5", "bn": "34.4", "pnv": "35.4", "pn": "35.9"},
+             "wmt14": {"preln": "29.5", "bn": "28.1", "pnv": "28.5", "pn": "30.1"}}[dataset]
+    assert results.get("--paper", "") == paper.get(row, ""), "paper number"
+
+
+@pytest.mark.parametrize("row, arch, lr, sched, warmup", [
+    ("postln-warmup4k", "transformer_postln_iwslt_de_en", "5e-4", "inverse_sqrt", "4000"),
+    ("postln-warmup500", "transformer_postln_iwslt_de_en", "5e-4", "inverse_sqrt", "500"),
+    ("postln-nowarmup", "transformer_postln_iwslt_de_en", "1e-3", "epoch_step", None),
+    ("preln-nowarmup", "transformer_preln_iwslt_de_en", "5e-4", "epoch_step", None),
+])
+def test_preln_paper_rows(row, arch, lr, sched, warmup):
+    cmds = dry_run(f"preln/{row}.sh")
+    train = flags(cmds["fairseq-train"])
+    assert (train["--arch"], train["--lr"], train["--lr-scheduler"], train["--dropout"]) == (arch, lr, sched, "0.1")
+    assert train.get("--warmup-updates") == warmup
+    if sched == "epoch_step":
+        assert (train["--lr-decay-epochs"], train["--lr-decay-factor"]) == ("8", "0.1")
+    gen = flags(cmds["fairseq-generate"])
+    assert (gen["--beam"], gen["--lenpen"]) == ("5", "1.2")
+
+
+@pytest.mark.parametrize("row", ["postln", "preln", "bn", "pnv", "pn"])
+def test_multi30k_rows(row):
+    train = flags(dry_run(f"multi30k/{row}.sh")["fairseq-train"])
+    assert train["--arch"] == f"transformer_{row}"
+    assert (train["--encoder-layers"], train["--encoder-embed-dim"], train["--encoder-ffn-embed-dim"]) == ("3", "256", "512")
+    assert (train["--max-update"], train["--warmup-updates"], train["--lr"]) == ("600", "400", "1e-3")
+
+
+def test_overrides_reach_the_commands():
+    cmds = dry_run("iwslt14/pn.sh", MAX_UPDATE="123", MAX_EPOCH="7", UPDATE_FREQ="4", SEED="9", CPU="1",
+                   EXTRA_ARGS="--pn-groups 2 --fp16", DATA="/d", SAVE_DIR="/s")
+    train = flags(cmds["fairseq-train"])
+    assert (train["--max-update"], train["--max-epoch"], train["--update-freq"], train["--seed"]) == ("123", "7", "4", "9")
+    assert train["--cpu"] is True and train["--pn-groups"] == "2" and train["--fp16"] is True
+    assert cmds["fairseq-train"][1] == "/d" and train["--save-dir"] == "/s"
+    assert flags(cmds["fairseq-generate"])["--cpu"] is True
+
+
+def test_unknown_row_names_the_choices():
+    proc = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "iwslt14", "gn"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "unknown row 'gn'" in proc.stderr and "pnv" in proc.stderr
+
+
+def test_missing_data_says_how_to_prepare_it(tmp_path):
+    env = dict(os.environ, DATA=str(tmp_path / "nothing"), SAVE_DIR=str(tmp_path / "run"))
+    proc = subprocess.run(["bash", str(REPO / "scripts/iwslt14/pn.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "no binarized data" in proc.stderr and "data-prep/prepare-" in proc.stderr
+
+
+def test_one_row_end_to_end_then_not_retrained(data_bin, tmp_path):
+    save = tmp_path / "run"
+    tiny = ("--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 --decoder-embed-dim 32 "
+            "--encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 --max-tokens 400 --warmup-updates 2")
+    env = dict(os.environ, DATA=str(data_bin), SAVE_DIR=str(save), MAX_UPDATE="6", CPU="1", EXTRA_ARGS=tiny,
+               ALLOW_BLEU_MISMATCH="1", LOG_INTERVAL="1")
+    # synthetic rows average the last 3 epoch checkpoints; 6 updates of ~3 per epoch give 2-3 of them
+    first = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = json.loads((save / "results.json").read_text())
+    assert result["row"] == "pn" and result["dataset"] == "synthetic" and result["updates"] == 6
+    assert isinstance(result["bleu_main"], float) and result["bleu"]["fairseq"] == result["bleu_main"]
+    assert os.path.exists(result["checkpoint"])
+    gen = (save / "generate-test.txt").read_text()
+    assert len(re.findall(r"^H-\d+", gen, flags=re.M)) == 12
+    mtime = (save / "checkpoint_last.pt").stat().st_mtime
+    second = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True, text=True, env=env)
+    assert second.returncode == 0 and "already finished" in second.stderr
+    assert (save / "checkpoint_last.pt").stat().st_mtime == mtime
+    # Removing results.json re-scores without training (fairseq would add one update).
+    (save / "results.json").unlink()
+    third = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True, text=True, env=env)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "training already finished" in third.stderr
+    assert torch.load(save / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 6
+    assert json.loads((save / "results.json").read_text())["bleu_main"] == result["bleu_main"]
+    # A larger MAX_UPDATE continues the same run from its checkpoint.
+    (save / "results.json").unlink()
+    fourth = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True, text=True,
+                            env=dict(env, MAX_UPDATE="8"))
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    assert "Loaded checkpoint" in (save / "train.log").read_text()
+    assert json.loads((save / "results.json").read_text())["updates"] == 8
