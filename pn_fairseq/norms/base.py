@@ -52,15 +52,27 @@ def flatten(x: torch.Tensor, pad_mask: Optional[torch.Tensor]) -> Tuple[torch.Te
     return x2d, keep
 
 
-def masked_mean(t: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
-    """Per-channel mean of ``t: N x C`` over the kept rows -> ``C``.
-
-    Padding rows are zeroed with ``where`` rather than multiplied by 0, so that even
-    non-finite padding values cannot leak into the statistic.
-    """
+def row_weights(t: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+    """``N`` weights, 1 for a kept row and 0 for padding, in ``t``'s dtype."""
     if keep is None:
-        return t.mean(0)
-    return torch.where(keep[:, None], t, t.new_zeros(())).sum(0) / keep.sum().to(t.dtype)
+        return torch.ones(t.shape[0], dtype=t.dtype, device=t.device)
+    return keep.to(t.dtype)
+
+
+def masked_sum(t: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+    """Per-channel sum of ``t: N x C`` over the kept rows -> ``C``.
+
+    A matrix-vector product rather than ``t.sum(0)`` / ``where``: on CPU it is ~30x faster
+    than a reduction over the outer dimension and allocates nothing of size ``N x C``.
+    Padding values are assumed finite (0 * inf would be nan); fairseq's are.
+    """
+    return row_weights(t, keep) @ t
+
+
+def masked_mean(t: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+    """Per-channel mean of ``t: N x C`` over the kept rows -> ``C``."""
+    w = row_weights(t, keep)
+    return (w @ t) / w.sum()
 
 
 def num_kept(x2d: torch.Tensor, keep: Optional[torch.Tensor]) -> int:

@@ -2,7 +2,9 @@
 
 All take the flattened ``x: N x C`` already in the statistics dtype (float32/float64) and
 ``keep: N`` (bool, True = real token, or None when nothing is padded). Each saves a single
-``N x C`` tensor (the normalized ``z``) for backward.
+``N x C`` tensor (the normalized ``z``) for backward, and the backward passes work in place
+so that they allocate two ``N x C`` temporaries (on CPU, fresh large buffers cost more
+than the arithmetic).
 
 Padding rows are transformed like the others, but their upstream gradient is kept out of
 every batch statistic and out of ``dgamma`` / ``dbeta``: in training a padding output is
@@ -16,13 +18,7 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
-from .base import masked_mean
-
-
-def _masked_sum(t: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
-    if keep is None:
-        return t.sum(0)
-    return torch.where(keep[:, None], t, t.new_zeros(())).sum(0)
+from .base import masked_mean, masked_sum
 
 
 class BatchStatNormFn(torch.autograd.Function):
@@ -47,33 +43,49 @@ class BatchStatNormFn(torch.autograd.Function):
     def backward(ctx, grad_out):
         z, keep, weight, rstd = ctx.saved_tensors
         gy = grad_out.to(z.dtype)
-        g = gy * weight
-        proj = masked_mean(g * z, keep)
-        # Exact gradient through the statistics at real tokens.
-        inner = g - z * proj
+        tmp = gy * z
+        dweight = masked_sum(tmp, keep)
+        dbias = masked_sum(gy, keep)
+        # At real tokens: (g - [mean_M g] - z * mean_M[g z]) * rstd, g = gamma * dy.
+        proj = (dweight * weight) / (keep.sum() if keep is not None else z.shape[0])
+        inner = torch.mul(z, -proj, out=tmp)
+        inner.addcmul_(gy, weight)
         if ctx.center:
-            inner = inner - masked_mean(g, keep)
+            inner.sub_(dbias * weight / (keep.sum() if keep is not None else z.shape[0]))
         if keep is not None:
-            inner = torch.where(keep[:, None], inner, g)
-        dx = inner * rstd
-        dweight = _masked_sum(gy * z, keep)
-        dbias = _masked_sum(gy, keep)
+            # Padding rows: the statistics are constants for them, dx = g * rstd.
+            pad = ~keep
+            inner[pad] = gy[pad] * weight
+        dx = inner.mul_(rstd)
         return dx, None, dweight, dbias, None, None, None
 
 
-class PowerNormFn(torch.autograd.Function):
-    """PN's forward ``y = gamma * x * fwd_rstd + beta`` and approximate backward.
+def group_rms(x: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
+    """``r: N x G``, the reciprocal RMS of each row's ``groups`` contiguous channel groups
+    (``vector_norm`` reduces the contiguous last dimension without an ``N x C`` temporary)."""
+    n, c = x.shape
+    norm = torch.linalg.vector_norm(x.reshape(n, groups, c // groups), dim=-1)
+    return torch.rsqrt(norm.pow_(2).div_(c // groups).add_(eps))
 
-    Backward (spec, PN): ``g~ = g - nu * z``; ``dx = g~ * bkw_rstd`` at every position;
+
+class PowerNormFn(torch.autograd.Function):
+    """PN's forward ``y = gamma * xs * fwd_rstd + beta`` and approximate backward.
+
+    ``xs`` is the input after the reference variant's group scaling ``xs = x * r`` (``r: N x G``
+    from :func:`group_rms`, computed by the caller without gradient), or ``x`` itself when
+    ``r`` is None (paper). This function owns ``xs`` and turns it into ``z`` in place.
+
+    Backward (spec, PN): ``g~ = g - nu * z``; ``dxs = g~ * bkw_rstd`` at every position;
     then ``nu += (1 - alpha_bkw) * mean[g~ * z]``, updated in place, the mean taken over
     real tokens (``nu_over_all=False``, paper) or over all ``N`` rows (released code).
-    ``nu: C`` is the layer's buffer itself, read at backward time (= ``nu_{t-1}``).
+    ``nu: C`` is the layer's buffer itself, read at backward time (= ``nu_{t-1}``). The
+    group scaling's exact gradient follows: ``dx = r * (dxs - xs * mean_group[dxs * xs])``.
     """
 
     @staticmethod
-    def forward(ctx, x, keep, weight, bias, fwd_rstd, bkw_rstd, nu, alpha_bkw: float, nu_over_all: bool):
-        z = x * fwd_rstd
-        ctx.save_for_backward(z, keep, weight, bkw_rstd)
+    def forward(ctx, x, xs, r, keep, weight, bias, fwd_rstd, bkw_rstd, nu, alpha_bkw: float, nu_over_all: bool):
+        z = xs.mul_(fwd_rstd) if r is not None else x * fwd_rstd
+        ctx.save_for_backward(z, r, keep, weight, fwd_rstd, bkw_rstd)
         ctx.nu = nu
         ctx.alpha_bkw = alpha_bkw
         ctx.nu_over_all = nu_over_all
@@ -82,14 +94,27 @@ class PowerNormFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        z, keep, weight, bkw_rstd = ctx.saved_tensors
+        z, r, keep, weight, fwd_rstd, bkw_rstd = ctx.saved_tensors
         nu = ctx.nu
         gy = grad_out.to(z.dtype)
-        g_tilde = gy * weight - nu.to(z.dtype) * z
-        dx = g_tilde * bkw_rstd
+        # g~ = gamma * dy - nu * z, built in one buffer.
+        g_tilde = z * (-nu.to(z.dtype))
+        g_tilde.addcmul_(gy, weight)
+        tmp = g_tilde * z
         with torch.no_grad():
-            stat = masked_mean(g_tilde * z, None if ctx.nu_over_all else keep)
+            stat = masked_mean(tmp, None if ctx.nu_over_all else keep)
             nu.add_(stat.to(nu.dtype), alpha=1.0 - ctx.alpha_bkw)
-        dweight = _masked_sum(gy * z, keep)
-        dbias = _masked_sum(gy, keep)
-        return dx, None, dweight, dbias, None, None, None, None, None
+        torch.mul(gy, z, out=tmp)
+        dweight = masked_sum(tmp, keep)
+        dbias = masked_sum(gy, keep)
+        dxs = g_tilde.mul_(bkw_rstd)
+        if r is None:
+            return dxs, None, None, None, dweight, dbias, None, None, None, None, None
+        n, groups = r.shape
+        # xs = z / fwd_rstd is rebuilt in the temporary buffer rather than saved.
+        inv_fwd = fwd_rstd.reciprocal()
+        prod = torch.mul(z, inv_fwd, out=tmp).mul_(dxs)
+        proj = prod.reshape(n, groups, -1).mean(-1, keepdim=True)
+        xs_proj = torch.mul(z, inv_fwd, out=tmp).reshape(n, groups, -1).mul_(proj)
+        dxs.reshape(n, groups, -1).sub_(xs_proj).mul_(r.unsqueeze(-1))
+        return dxs, None, None, None, dweight, dbias, None, None, None, None, None

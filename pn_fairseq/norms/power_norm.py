@@ -5,8 +5,7 @@ import torch
 import torch.nn as nn
 
 from .base import NormBase, flatten, masked_mean, stat_dtype
-from .batch_norm import rms_scale
-from .functional import PowerNormFn
+from .functional import PowerNormFn, group_rms
 from .validation import check_choice, check_eps, check_groups, check_unit_interval, check_warmup
 
 VARIANTS = ("reference", "paper")
@@ -83,16 +82,24 @@ class PowerNorm(NormBase):
         x2d, keep = flatten(x, self.resolve_mask(pad_mask))
         sd = stat_dtype(x)
         xf = x2d.to(sd)
-        if self.variant == "reference":
-            xf = rms_scale(xf, self.groups, self.eps)
         w, b = self.weight.to(sd), self.bias.to(sd)
+        reference = self.variant == "reference"
         if not self.training:
+            if reference:
+                n, c = xf.shape
+                xf = (xf.reshape(n, self.groups, -1) * group_rms(xf, self.groups, self.eps).unsqueeze(-1)).reshape(n, c)
             y = torch.addcmul(b, xf * torch.rsqrt(self.running_psi2.to(sd) + self.eps), w)
             return y.to(x.dtype).reshape(x.shape)
 
-        fwd_rstd, bkw_rstd = self._update_statistics(xf, keep)
+        with torch.no_grad():
+            r = xs = None
+            if reference:
+                n, c = xf.shape
+                r = group_rms(xf, self.groups, self.eps)
+                xs = (xf.reshape(n, self.groups, -1) * r.unsqueeze(-1)).reshape(n, c)
+            fwd_rstd, bkw_rstd = self._update_statistics(xs if reference else xf, keep)
         y = PowerNormFn.apply(
-            xf, keep, w, b, fwd_rstd, bkw_rstd, self.running_nu, self.alpha_bkw, self.variant == "reference"
+            xf, xs, r, keep, w, b, fwd_rstd, bkw_rstd, self.running_nu, self.alpha_bkw, reference
         )
         return y.to(x.dtype).reshape(x.shape)
 
