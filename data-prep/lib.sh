@@ -1,0 +1,189 @@
+# Shared by the prepare-*.sh scripts (sourced, not run). The caller sets NAME first.
+#
+# Conventions:
+# - every step writes into $WORK_DIR and records a marker in $WORK_DIR/.done/ when it
+#   finishes; a rerun skips a step whose marker matches the chain of parameters of it and
+#   all steps before it, so changing e.g. BPE_MERGES redoes BPE and everything after it;
+# - the finished dataset is staged in $DEST.partial (no prep.json until the final checks
+#   pass) and renamed to $DEST in one step: a directory named $DEST is always complete.
+
+PREP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$PREP_DIR/.." && pwd)"
+export PREP_LOG_PREFIX="[prepare-$NAME]"
+export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+PY="${PYTHON:-$(command -v python || command -v python3 || echo python)}"
+WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 1)}"
+CHECK_SIZES="${CHECK_SIZES:-1}"
+# subword-nmt's learn_bpe shows a tqdm bar; outside a terminal, one line every 10 s is enough.
+export TQDM_MININTERVAL="${TQDM_MININTERVAL:-10}"
+KEEP_WORK="${KEEP_WORK:-0}"
+
+log() { printf '%s %s\n' "$PREP_LOG_PREFIX" "$*" >&2; }
+die() { printf '%s error: %s\n' "$PREP_LOG_PREFIX" "$*" >&2; exit 1; }
+abspath() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$PWD" "$1" ;; esac; }
+
+# The python helpers (pn_fairseq/dataprep) of this checkout.
+dp() { "$PY" "$PREP_DIR/dataprep.py" "$@"; }
+
+check_tools() {
+    command -v "$PY" >/dev/null 2>&1 \
+        || die "no '$PY' on PATH: activate the project's virtualenv (source .venv/bin/activate) or set PYTHON=/path/to/python"
+    "$PY" -c 'import sacremoses, subword_nmt, regex' 2>/dev/null \
+        || die "'$PY' cannot import sacremoses/subword_nmt: run 'make install' (or pip install sacremoses subword-nmt)"
+    # fairseq-preprocess from PATH, else the one installed next to $PY (PYTHON=.venv/bin/python
+    # without activating the virtualenv).
+    PREPROCESS="$(command -v fairseq-preprocess || true)"
+    local beside
+    beside="$(dirname "$(command -v "$PY")")/fairseq-preprocess"
+    [[ -z $PREPROCESS && -x $beside ]] && PREPROCESS="$beside"
+    [[ -n $PREPROCESS ]] \
+        || die "fairseq-preprocess is not on PATH: run 'make install' and activate .venv (or put fairseq's bin directory on PATH)"
+    [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS=$WORKERS is not a positive integer"
+    [[ ${BPE_MERGES:-1} =~ ^[1-9][0-9]*$ ]] || die "BPE_MERGES=$BPE_MERGES is not a positive integer"
+}
+
+# setup_dirs DEFAULT_DEST_NAME: resolves DEST, WORK_DIR, RAW_DIR; exits 0 if DEST is finished.
+setup_dirs() {
+    DEST="$(abspath "${DEST:-$REPO_ROOT/data-bin/$1}")"
+    DEST="${DEST%/}"
+    WORK_DIR="$(abspath "${WORK_DIR:-$REPO_ROOT/work/$NAME}")"
+    PARTIAL="$DEST.partial"
+    if [[ -f $DEST/prep.json ]]; then
+        log "already prepared: $DEST/prep.json exists (delete $DEST to prepare it again)"
+        exit 0
+    fi
+    if [[ -e $DEST ]]; then
+        rmdir "$DEST" 2>/dev/null \
+            || die "$DEST exists but has no prep.json, so it was not made by this script: move it away or choose another DEST="
+    fi
+    if [[ -n ${RAW_DIR:-} ]]; then
+        [[ -d $RAW_DIR ]] || die "RAW_DIR=$RAW_DIR is not a directory"
+        RAW_DIR="$(cd "$RAW_DIR" && pwd)"
+    fi
+    check_tools
+    mkdir -p "$WORK_DIR/tmp" "$WORK_DIR/text"
+    log "output $DEST, work directory $WORK_DIR, $WORKERS worker(s)"
+}
+
+STEP_CHAIN=""
+# step NAME PARAMS COMMAND...: run COMMAND unless this step already finished with the same
+# parameters (and the same parameters for every step before it: the marker holds them all).
+step() {
+    local name=$1 params=$2
+    shift 2
+    STEP_CHAIN="$STEP_CHAIN$name: $params"$'\n'
+    local marker="$WORK_DIR/.done/$name"
+    if [[ -f $marker && "$(cat "$marker")"$'\n' == "$STEP_CHAIN" ]]; then
+        log "skip $name: already done"
+        return 0
+    fi
+    rm -f "$marker"
+    log "step $name ..."
+    local start=$SECONDS
+    "$@"
+    mkdir -p "$WORK_DIR/.done"
+    printf '%s' "$STEP_CHAIN" >"$marker.tmp"
+    mv "$marker.tmp" "$marker"
+    log "step $name done ($((SECONDS - start)) s)"
+}
+
+# fetch_step PARAMS COMMAND...: like step, but always runs (finding the raw files again is cheap,
+# and a deleted or replaced download must be noticed).
+fetch_step() {
+    STEP_CHAIN="${STEP_CHAIN}fetch: $1"$'\n'
+    shift
+    "$@"
+}
+
+# raw_path FILE: where the raw FILE is (RAW_DIR or the download directory).
+raw_path() {
+    if [[ -n ${RAW_DIR:-} ]]; then printf '%s\n' "$RAW_DIR/$1"; else printf '%s\n' "$WORK_DIR/orig/$1"; fi
+}
+
+# fetch FILE URL: make FILE available, from RAW_DIR or by downloading URL (or $MIRROR/FILE).
+fetch() {
+    local file=$1 url=$2
+    if [[ -n ${RAW_DIR:-} ]]; then
+        [[ -f $RAW_DIR/$file ]] \
+            || die "RAW_DIR=$RAW_DIR has no $file; put the file the recipe downloads from $url there, or unset RAW_DIR to download it"
+        return 0
+    fi
+    [[ -n ${MIRROR:-} ]] && url="${MIRROR%/}/$file"
+    local out="$WORK_DIR/orig/$file"
+    if [[ -f $out ]]; then
+        log "have $file"
+        return 0
+    fi
+    dp fetch "$url" "$out" \
+        || die "could not download $url; on an offline machine download it elsewhere, put it in a directory and rerun with RAW_DIR=<that directory>"
+}
+
+# extract ARCHIVE MEMBER...: unpack the members of a .tgz into $WORK_DIR/orig/extracted.
+extract() {
+    local archive=$1
+    shift
+    local into="$WORK_DIR/orig/extracted" errors="$WORK_DIR/tmp/tar.err"
+    mkdir -p "$into"
+    log "extracting $# file(s) from $(basename "$archive")"
+    if ! tar -xzf "$archive" -C "$into" "$@" 2>"$errors"; then
+        cat "$errors" >&2
+        local missing
+        missing="$(sed -n 's/^tar: \(.*\): Not found in archive$/\1/p' "$errors" | tr '\n' ' ')"
+        [[ -n $missing ]] && die "$archive has no ${missing% } (is it the archive the recipe downloads?)"
+        die "could not unpack $archive (truncated or corrupted download? delete it and rerun)"
+    fi
+}
+
+# binarize SRC TGT: fairseq-preprocess --joined-dictionary on $TEXT/{train,valid,test}.bpe.*
+binarize() {
+    local src=$1 tgt=$2 out="$WORK_DIR/bin"
+    rm -rf "$out.tmp"
+    "$PREPROCESS" --source-lang "$src" --target-lang "$tgt" \
+        --trainpref "$TEXT/train.bpe" --validpref "$TEXT/valid.bpe" --testpref "$TEXT/test.bpe" \
+        --destdir "$out.tmp" --joined-dictionary --workers "$WORKERS" \
+        || die "fairseq-preprocess failed (its messages are above); rerun to retry from this step"
+    rm -rf "$out"
+    mv "$out.tmp" "$out"
+}
+
+# learn_bpe SRC TGT: joint BPE on the training text (src file first, as the recipes);
+# apply_bpe LANG...: to every split.
+learn_bpe() {
+    dp learn-bpe --merges "$BPE_MERGES" --workers "$WORKERS" --out "$TEXT/code" \
+        "$TEXT/train.tok.$1" "$TEXT/train.tok.$2"
+}
+apply_bpe() {
+    local split lang
+    for split in train valid test; do
+        for lang in "$@"; do
+            dp apply-bpe --codes "$TEXT/code" --workers "$WORKERS" "$TEXT/$split.tok.$lang" "$TEXT/$split.bpe.$lang"
+        done
+    done
+}
+
+# publish DATASET SRC TGT EXPECT [finalize options...]: stage, check, write prep.json, rename.
+publish() {
+    local dataset=$1 src=$2 tgt=$3 expect=$4
+    shift 4
+    rm -rf "$PARTIAL"
+    mkdir -p "$PARTIAL/text"
+    local f
+    # Hard links where possible: WMT's text is gigabytes.
+    for f in "$WORK_DIR/bin/"*; do cp -l "$f" "$PARTIAL/" 2>/dev/null || cp "$f" "$PARTIAL/"; done
+    for f in "$TEXT/"*; do cp -l "$f" "$PARTIAL/text/" 2>/dev/null || cp "$f" "$PARTIAL/text/"; done
+    local check=()
+    [[ $CHECK_SIZES == 0 ]] && check=(--no-size-check)
+    if ! dp finalize --dir "$PARTIAL" --dataset "$dataset" --src "$src" --tgt "$tgt" \
+        --expect "$expect" ${check[@]+"${check[@]}"} --param "bpe_merges=$BPE_MERGES" "$@"; then
+        rm -rf "$PARTIAL"
+        die "final checks failed (see above); nothing was written to $DEST"
+    fi
+    mkdir -p "$(dirname "$DEST")"
+    mv "$PARTIAL" "$DEST"
+    if [[ $KEEP_WORK == 0 ]]; then
+        # Downloads stay (a rerun after deleting DEST need not fetch them again).
+        rm -rf "${WORK_DIR:?}/tmp" "${WORK_DIR:?}/text" "${WORK_DIR:?}/bin" "${WORK_DIR:?}/.done" "${WORK_DIR:?}/orig/extracted"
+        rmdir "$WORK_DIR/orig" "$WORK_DIR" 2>/dev/null || true
+    fi
+    log "done: $DEST (prep.json lists the split sizes and tool versions)"
+}

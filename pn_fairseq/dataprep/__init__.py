@@ -1,0 +1,18 @@
+"""Data preparation helpers called by the ``data-prep/prepare-*.sh`` scripts.
+
+Each module mirrors one tool of the fairseq/Moses recipes with pip-installable packages
+(sacremoses, subword-nmt) so that no perl and no ``git clone`` is needed:
+
+- :mod:`.moses`: tokenizer.perl, normalize-punctuation.perl, remove-non-printing-char.perl,
+  lowercase.perl
+- :mod:`.extract`: the grep/sed lines that strip IWSLT tags and pull ``<seg>`` text out of
+  xml/sgm files
+- :mod:`.clean`: clean-corpus-n.perl
+- :mod:`.bpe`: subword-nmt learn_bpe / apply_bpe, joint and parallel
+- :mod:`.checks`: checksums, expected split sizes, ``prep.json``
+- :mod:`.fetch`: downloads
+- :mod:`.synthetic`: the seeded German-like/English-like demo corpus
+
+The scripts run these through ``data-prep/dataprep.py`` (``python -m pn_fairseq.dataprep``
+works too, but imports the whole fairseq plugin first).
+"""
