@@ -82,19 +82,21 @@ fi
 train_time=0
 [[ -f $DONE ]] && train_time=$(sed -n 2p "$DONE")
 
-# Average the last AVG_LAST epoch checkpoints (fewer if a short run saved fewer).
+# Average the last AVG_LAST epoch checkpoints (AVG_KIND=update: checkpoint_E_U.pt files),
+# fewer if a short run saved fewer.
+AVG_KIND=${AVG_KIND:-epoch}
 CKPT=$SAVE_DIR/checkpoint_last.pt
 n_avg=$AVG_LAST
 if [[ $DRY_RUN != 1 ]]; then
-  have=$($PYTHON -m pn_fairseq.cli.row_results epoch-checkpoints "$SAVE_DIR")
+  have=$($PYTHON -m pn_fairseq.cli.row_results count-checkpoints "$SAVE_DIR" "$AVG_KIND")
   if (( have < n_avg )); then
-    log "warning: $have epoch checkpoint(s) for the $AVG_LAST the recipe averages; averaging $have"
+    log "warning: $have $AVG_KIND checkpoint(s) for the $AVG_LAST the recipe averages; averaging $have"
     n_avg=$have
   fi
 fi
 if (( n_avg >= 2 )); then
   CKPT=$SAVE_DIR/checkpoint_avg_last$n_avg.pt
-  run pn-average-checkpoints --inputs "$SAVE_DIR" --num-epoch-checkpoints "$n_avg" --output "$CKPT"
+  run pn-average-checkpoints --inputs "$SAVE_DIR" "--num-$AVG_KIND-checkpoints" "$n_avg" --output "$CKPT"
 else
   n_avg=1
 fi

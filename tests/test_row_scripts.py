@@ -122,15 +122,17 @@ def test_missing_data_says_how_to_prepare_it(tmp_path):
 def test_one_row_end_to_end_then_not_retrained(data_bin, tmp_path):
     save = tmp_path / "run"
     tiny = ("--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 --decoder-embed-dim 32 "
-            "--encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 --max-tokens 400 --warmup-updates 2")
+            "--encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 --max-tokens 400 --warmup-updates 2 "
+            "--save-interval-updates 2 --validate-interval-updates 2")
     env = dict(os.environ, DATA=str(data_bin), SAVE_DIR=str(save), MAX_UPDATE="6", CPU="1", EXTRA_ARGS=tiny,
                ALLOW_BLEU_MISMATCH="1", LOG_INTERVAL="1")
-    # synthetic rows average the last 3 epoch checkpoints; 6 updates of ~3 per epoch give 2-3 of them
+    # synthetic rows average the last 3 update checkpoints: here those of updates 2, 4 and 6
     first = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True, text=True, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads((save / "results.json").read_text())
     assert result["row"] == "pn" and result["dataset"] == "synthetic" and result["updates"] == 6
     assert isinstance(result["bleu_main"], float) and result["bleu"]["fairseq"] == result["bleu_main"]
+    assert result["checkpoint"].endswith("checkpoint_avg_last3.pt") and result["averaged_checkpoints"] == 3
     assert os.path.exists(result["checkpoint"])
     gen = (save / "generate-test.txt").read_text()
     assert len(re.findall(r"^H-\d+", gen, flags=re.M)) == 12

@@ -2,7 +2,8 @@
 
 * ``count-test DATA SRC TGT``: number of sentences in the binarized test split (so that
   ``pn-score --expected-sentences`` notices any sentence fairseq-generate dropped).
-* ``epoch-checkpoints DIR``: how many ``checkpointN.pt`` files a run has.
+* ``count-checkpoints DIR {epoch,update}``: how many ``checkpointN.pt`` (epoch) or
+  ``checkpoint_E_U.pt`` (update) files a run has.
 * ``write``: merge ``pn-score --json`` output with the run's metadata into
   ``results.json`` (schema: :mod:`pn_fairseq.cli.results`), atomically.
 """
@@ -65,8 +66,9 @@ def main(argv=None):
     c.add_argument("data")
     c.add_argument("src")
     c.add_argument("tgt")
-    e = sub.add_parser("epoch-checkpoints")
+    e = sub.add_parser("count-checkpoints")
     e.add_argument("save_dir")
+    e.add_argument("kind", choices=("epoch", "update"))
     w = sub.add_parser("write")
     for name in ("scores", "row", "dataset", "paper", "last-checkpoint", "wall-time", "checkpoint", "run-dir", "output"):
         w.add_argument("--" + name, required=name != "paper", default="")
@@ -76,9 +78,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.cmd == "count-test":
         print(count_test(args.data, args.src, args.tgt))
-    elif args.cmd == "epoch-checkpoints":
+    elif args.cmd == "count-checkpoints":
         names = os.listdir(args.save_dir) if os.path.isdir(args.save_dir) else []
-        print(sum(bool(re.fullmatch(r"checkpoint\d+\.pt", n)) for n in names))
+        pattern = r"checkpoint\d+\.pt" if args.kind == "epoch" else r"checkpoint_\d+_\d+\.pt"
+        print(sum(bool(re.fullmatch(pattern, n)) for n in names))
     else:
         write_results(args)
     return 0
