@@ -126,13 +126,15 @@ def test_one_row_end_to_end_then_not_retrained(data_bin, tmp_path):
             "--save-interval-updates 2 --validate-interval-updates 2")
     env = dict(os.environ, DATA=str(data_bin), SAVE_DIR=str(save), MAX_UPDATE="6", CPU="1", EXTRA_ARGS=tiny,
                ALLOW_BLEU_MISMATCH="1", LOG_INTERVAL="1")
-    # synthetic rows average the last 3 update checkpoints: here those of updates 2, 4 and 6
+    # synthetic rows average the last 3 update checkpoints (every 2 updates here; fairseq saves
+    # an epoch checkpoint instead when an update ends an epoch, so 2 or 3 of them exist)
     first = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True, text=True, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads((save / "results.json").read_text())
     assert result["row"] == "pn" and result["dataset"] == "synthetic" and result["updates"] == 6
     assert isinstance(result["bleu_main"], float) and result["bleu"]["fairseq"] == result["bleu_main"]
-    assert result["checkpoint"].endswith("checkpoint_avg_last3.pt") and result["averaged_checkpoints"] == 3
+    n = result["averaged_checkpoints"]
+    assert n in (2, 3) and result["checkpoint"].endswith(f"checkpoint_avg_last{n}.pt")
     assert os.path.exists(result["checkpoint"])
     gen = (save / "generate-test.txt").read_text()
     assert len(re.findall(r"^H-\d+", gen, flags=re.M)) == 12
