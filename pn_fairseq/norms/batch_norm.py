@@ -6,18 +6,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import NormBase, flatten, masked_mean, num_kept, stat_dtype
-from .functional import BatchStatNormFn
+from .functional import BatchStatNormFn, rms_scale
 from .validation import check_choice, check_eps, check_unit_interval
 
 VARIANTS = ("reference", "paper")
-
-
-def rms_scale(x: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
-    """Divide each row of ``x: N x C`` by the RMS of each of its ``groups`` contiguous
-    channel groups (the released code's "layer/group scaling"; plain autograd)."""
-    n, c = x.shape
-    xg = x.reshape(n, groups, c // groups)
-    return (xg * torch.rsqrt(xg.pow(2).mean(-1, keepdim=True) + eps)).reshape(n, c)
 
 
 class BatchNorm(NormBase):

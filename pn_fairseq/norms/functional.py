@@ -47,11 +47,12 @@ class BatchStatNormFn(torch.autograd.Function):
         dweight = masked_sum(tmp, keep)
         dbias = masked_sum(gy, keep)
         # At real tokens: (g - [mean_M g] - z * mean_M[g z]) * rstd, g = gamma * dy.
-        proj = (dweight * weight) / (keep.sum() if keep is not None else z.shape[0])
+        n = keep.sum() if keep is not None else z.shape[0]
+        proj = (dweight * weight) / n
         inner = torch.mul(z, -proj, out=tmp)
         inner.addcmul_(gy, weight)
         if ctx.center:
-            inner.sub_(dbias * weight / (keep.sum() if keep is not None else z.shape[0]))
+            inner.sub_(dbias * weight / n)
         if keep is not None:
             # Padding rows: the statistics are constants for them, dx = g * rstd.
             pad = ~keep
@@ -62,10 +63,23 @@ class BatchStatNormFn(torch.autograd.Function):
 
 def group_rms(x: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
     """``r: N x G``, the reciprocal RMS of each row's ``groups`` contiguous channel groups
-    (``vector_norm`` reduces the contiguous last dimension without an ``N x C`` temporary)."""
+    (``vector_norm`` reduces the contiguous last dimension without an ``N x C`` temporary;
+    out-of-place on the small result so that autograd can also flow through it)."""
     n, c = x.shape
     norm = torch.linalg.vector_norm(x.reshape(n, groups, c // groups), dim=-1)
-    return torch.rsqrt(norm.pow_(2).div_(c // groups).add_(eps))
+    return torch.rsqrt(norm.square() / (c // groups) + eps)
+
+
+def scale_groups(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``x: N x C`` with each channel group multiplied by its ``r: N x G`` entry."""
+    n, c = x.shape
+    return (x.reshape(n, r.shape[1], -1) * r.unsqueeze(-1)).reshape(n, c)
+
+
+def rms_scale(x: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
+    """The released code's "layer/group scaling": each row of ``x: N x C`` divided by the
+    RMS of each of its ``groups`` contiguous channel groups (plain autograd)."""
+    return scale_groups(x, group_rms(x, groups, eps))
 
 
 class PowerNormFn(torch.autograd.Function):

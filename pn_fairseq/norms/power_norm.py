@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from .base import NormBase, flatten, masked_mean, stat_dtype
-from .functional import PowerNormFn, group_rms
+from .functional import PowerNormFn, group_rms, rms_scale, scale_groups
 from .validation import check_choice, check_eps, check_groups, check_unit_interval, check_warmup
 
 VARIANTS = ("reference", "paper")
@@ -86,17 +86,15 @@ class PowerNorm(NormBase):
         reference = self.variant == "reference"
         if not self.training:
             if reference:
-                n, c = xf.shape
-                xf = (xf.reshape(n, self.groups, -1) * group_rms(xf, self.groups, self.eps).unsqueeze(-1)).reshape(n, c)
+                xf = rms_scale(xf, self.groups, self.eps)
             y = torch.addcmul(b, xf * torch.rsqrt(self.running_psi2.to(sd) + self.eps), w)
             return y.to(x.dtype).reshape(x.shape)
 
         with torch.no_grad():
             r = xs = None
             if reference:
-                n, c = xf.shape
                 r = group_rms(xf, self.groups, self.eps)
-                xs = (xf.reshape(n, self.groups, -1) * r.unsqueeze(-1)).reshape(n, c)
+                xs = scale_groups(xf, r)
             fwd_rstd, bkw_rstd = self._update_statistics(xs if reference else xf, keep)
         y = PowerNormFn.apply(
             xf, xs, r, keep, w, b, fwd_rstd, bkw_rstd, self.running_nu, self.alpha_bkw, reference
@@ -110,9 +108,7 @@ class PowerNorm(NormBase):
         self.num_batches_tracked.fill_(k)
         psi2_b = masked_mean(xf * xf, keep)
         psi2 = self.running_psi2
-        psi2_prev = psi2.to(xf.dtype)  # a copy whenever dtypes differ; cloned below otherwise
-        if psi2_prev is psi2:
-            psi2_prev = psi2_prev.clone()
+        psi2_prev = psi2.to(xf.dtype, copy=True)  # psi2 is updated in place below
         rstd_b = torch.rsqrt(psi2_b + self.eps)
         rstd_prev = torch.rsqrt(psi2_prev + self.eps)
 
