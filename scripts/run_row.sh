@@ -5,6 +5,7 @@
 # Environment overrides (README "Row scripts"): DATA SAVE_DIR MAX_UPDATE MAX_EPOCH
 # UPDATE_FREQ SEED EXTRA_ARGS CPU=1 DRY_RUN=1 LOG_INTERVAL ALLOW_BLEU_MISMATCH=1.
 set -euo pipefail
+shopt -s extglob nullglob
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATASET=${1:?usage: run_row.sh DATASET ROW}
@@ -88,7 +89,9 @@ AVG_KIND=${AVG_KIND:-epoch}
 CKPT=$SAVE_DIR/checkpoint_last.pt
 n_avg=$AVG_LAST
 if [[ $DRY_RUN != 1 ]]; then
-  have=$($PYTHON -m pn_fairseq.cli.row_results count-checkpoints "$SAVE_DIR" "$AVG_KIND")
+  if [[ $AVG_KIND == update ]]; then saved=("$SAVE_DIR"/checkpoint_+([0-9])_+([0-9]).pt)
+  else saved=("$SAVE_DIR"/checkpoint+([0-9]).pt); fi
+  have=${#saved[@]}
   if (( have < n_avg )); then
     log "warning: $have $AVG_KIND checkpoint(s) for the $AVG_LAST the recipe averages; averaging $have"
     n_avg=$have

@@ -2,15 +2,12 @@
 
 * ``count-test DATA SRC TGT``: number of sentences in the binarized test split (so that
   ``pn-score --expected-sentences`` notices any sentence fairseq-generate dropped).
-* ``count-checkpoints DIR {epoch,update}``: how many ``checkpointN.pt`` (epoch) or
-  ``checkpoint_E_U.pt`` (update) files a run has.
 * ``write``: merge ``pn-score --json`` output with the run's metadata into
   ``results.json`` (schema: :mod:`pn_fairseq.cli.results`), atomically.
 """
 import argparse
 import json
 import os
-import re
 import sys
 
 from pn_fairseq.cli import write_text_atomic
@@ -28,12 +25,9 @@ def count_test(data, src, tgt, split="test"):
 
 
 def checkpoint_updates(path):
-    import torch
+    from pn_fairseq.cli.average_checkpoints import load_checkpoint
 
-    import pn_fairseq  # noqa: F401  (safe globals for weights_only loading)
-
-    state = torch.load(path, map_location="cpu")
-    return int(state["optimizer_history"][-1]["num_updates"])
+    return int(load_checkpoint(path)["optimizer_history"][-1]["num_updates"])
 
 
 def write_results(args):
@@ -66,9 +60,6 @@ def main(argv=None):
     c.add_argument("data")
     c.add_argument("src")
     c.add_argument("tgt")
-    e = sub.add_parser("count-checkpoints")
-    e.add_argument("save_dir")
-    e.add_argument("kind", choices=("epoch", "update"))
     w = sub.add_parser("write")
     for name in ("scores", "row", "dataset", "paper", "last-checkpoint", "wall-time", "checkpoint", "run-dir", "output"):
         w.add_argument("--" + name, required=name != "paper", default="")
@@ -78,10 +69,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.cmd == "count-test":
         print(count_test(args.data, args.src, args.tgt))
-    elif args.cmd == "count-checkpoints":
-        names = os.listdir(args.save_dir) if os.path.isdir(args.save_dir) else []
-        pattern = r"checkpoint\d+\.pt" if args.kind == "epoch" else r"checkpoint_\d+_\d+\.pt"
-        print(sum(bool(re.fullmatch(pattern, n)) for n in names))
     else:
         write_results(args)
     return 0
