@@ -10,8 +10,17 @@
 PREP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$PREP_DIR/.." && pwd)"
 export PREP_LOG_PREFIX="[prepare-$NAME]"
-export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
-PY="${PYTHON:-$(command -v python || command -v python3 || echo python)}"
+# The interpreter: $PYTHON, else the project's virtualenv (`make install` makes it; no need to
+# activate it, as for the row scripts), else python from PATH.
+if [[ -n ${PYTHON:-} ]]; then
+    PY=$PYTHON
+elif [[ -x $REPO_ROOT/.venv/bin/python ]]; then
+    PY=$REPO_ROOT/.venv/bin/python
+else
+    PY="$(command -v python || command -v python3 || echo python)"
+fi
+# The helpers (data-prep/pn_dataprep) of this checkout, installed or not.
+export PYTHONPATH="$PREP_DIR${PYTHONPATH:+:$PYTHONPATH}"
 WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 1)}"
 CHECK_SIZES="${CHECK_SIZES:-1}"
 # subword-nmt's learn_bpe shows a tqdm bar; outside a terminal, one line every 10 s is enough.
@@ -22,22 +31,22 @@ log() { printf '%s %s\n' "$PREP_LOG_PREFIX" "$*" >&2; }
 die() { printf '%s error: %s\n' "$PREP_LOG_PREFIX" "$*" >&2; exit 1; }
 abspath() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$PWD" "$1" ;; esac; }
 
-# The python helpers (pn_fairseq/dataprep) of this checkout.
-dp() { "$PY" "$PREP_DIR/dataprep.py" "$@"; }
+# The python helpers (python -m pn_dataprep COMMAND ...).
+dp() { "$PY" -m pn_dataprep "$@"; }
 
 check_tools() {
     command -v "$PY" >/dev/null 2>&1 \
-        || die "no '$PY' on PATH: activate the project's virtualenv (source .venv/bin/activate) or set PYTHON=/path/to/python"
+        || die "no '$PY' on PATH: run 'make install' (the scripts find its .venv by themselves) or set PYTHON=/path/to/python"
     "$PY" -c 'import sacremoses, subword_nmt, regex' 2>/dev/null \
         || die "'$PY' cannot import sacremoses/subword_nmt: run 'make install' (or pip install sacremoses subword-nmt)"
-    # fairseq-preprocess from PATH, else the one installed next to $PY (PYTHON=.venv/bin/python
-    # without activating the virtualenv).
+    # fairseq-preprocess from PATH, else the one installed next to $PY (the project's .venv or
+    # PYTHON=/path/to/venv/bin/python, not activated).
     PREPROCESS="$(command -v fairseq-preprocess || true)"
     local beside
     beside="$(dirname "$(command -v "$PY")")/fairseq-preprocess"
     [[ -z $PREPROCESS && -x $beside ]] && PREPROCESS="$beside"
     [[ -n $PREPROCESS ]] \
-        || die "fairseq-preprocess is not on PATH: run 'make install' and activate .venv (or put fairseq's bin directory on PATH)"
+        || die "fairseq-preprocess is not on PATH: run 'make install' (or put fairseq's bin directory on PATH)"
     [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS=$WORKERS is not a positive integer"
     [[ ${BPE_MERGES:-1} =~ ^[1-9][0-9]*$ ]] || die "BPE_MERGES=$BPE_MERGES is not a positive integer"
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seeded synthetic German-like -> English-like demo corpus (pn_fairseq/dataprep/synthetic.py),
+# The seeded synthetic German-like -> English-like demo corpus (pn_dataprep/synthetic.py),
 # generated locally (no network) and prepared like Multi30k: Moses tokenization (sacremoses),
 # lowercasing, joint BPE (2,000 merges), fairseq-preprocess --joined-dictionary.
 #

@@ -24,6 +24,7 @@ this module uses D- lines, and H- lines only where a file has no D- lines.
 import collections
 import dataclasses
 import math
+import os
 import re
 from typing import List, Optional
 
@@ -258,6 +259,17 @@ def missing_sentence_ids(ids, expected_sentences=None):
     return sorted(set(range(total)) - set(ids))
 
 
+def count_split_sentences(data, src, tgt, split="test"):
+    """Sentences in the binarized ``split`` of a fairseq data-bin directory (the expected count)."""
+    from fairseq.data import data_utils
+
+    prefix = os.path.join(data, f"{split}.{src}-{tgt}.{src}")
+    dataset = data_utils.load_indexed_dataset(prefix, None)
+    if dataset is None:
+        raise ScoringError(f"no binarized {split} split at {prefix}.{{bin,idx}}: prepare the data first")
+    return len(dataset)
+
+
 def score_generate_output(path, scheme="tokenized", raw_ref=None, lang="de", expected_sentences=None):
     """Score a fairseq-generate output file; return a JSON-ready dict.
 
@@ -332,3 +344,32 @@ def score_generate_output(path, scheme="tokenized", raw_ref=None, lang="de", exp
         result["signatures"]["sacrebleu_detok"] = signature
         result["sacrebleu_signature"] = signature
     return result
+
+
+def format_report(result):
+    """Human-readable lines for a :func:`score_generate_output` result."""
+    bleu = result["bleu"]
+    if bleu["fairseq"] is not None:
+        fairseq_text = f"{bleu['fairseq']:.2f}"
+    elif result["fairseq_bleu_line"]:
+        fairseq_text = f"n/a (not fairseq's default scorer: {result['fairseq_bleu_line']})"
+    else:
+        fairseq_text = "n/a (no BLEU line in the file)"
+    lines = [
+        f"{result['gen_output']}: {result['sentences']} sentences, scheme {result['scheme']}",
+        f"  fairseq-generate BLEU4     {fairseq_text}",
+        f"  fairseq BLEU recomputed    {result['fairseq_recomputed']:.2f}",
+        f"  sacrebleu tokenize=none    {bleu['sacrebleu_tok_none']:.2f}  ({result['signatures']['sacrebleu_tok_none']})",
+    ]
+    if bleu["compound_split"] is not None:
+        lines.append(f"  compound-split tokenized   {bleu['compound_split']:.2f}"
+                     f"  (fairseq-score style: {result['compound_split_fairseq']:.2f})")
+    if bleu["sacrebleu_detok"] is not None:
+        lines.append(f"  sacrebleu detokenized      {bleu['sacrebleu_detok']:.2f}  ({result['signatures']['sacrebleu_detok']})")
+    lines.append(f"  BLEU (compared to paper)   {result['bleu_main']:.2f}")
+    lines.append("  agreement: ok" if result["agree"] else f"  agreement: MISMATCH: {result['disagreement']}")
+    if not result["complete"]:
+        lines.append(f"  MISSING {result['missing_sentences']} test sentence(s), ids {result['missing_ids']}"
+                     f"{' ...' if result['missing_sentences'] > len(result['missing_ids']) else ''}: "
+                     "run fairseq-generate with --required-batch-size-multiple 1")
+    return "\n".join(lines)

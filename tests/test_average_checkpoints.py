@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from pn_fairseq import checkpoints
 from pn_fairseq.cli import average_checkpoints as avg
 
 BASE = torch.tensor([[0.5, -1.25], [3.0, 0.0]])
@@ -119,7 +120,7 @@ def test_epoch_selection_with_upper_bound(tmp_path, capsys):
         make_checkpoint(tmp_path / f"checkpoint{epoch}.pt", epoch, num_updates=epoch * 10)
     make_checkpoint(tmp_path / "checkpoint_best.pt", 100, num_updates=1)
     make_checkpoint(tmp_path / "checkpoint_last.pt", 100, num_updates=50)
-    assert avg.last_n_checkpoints(str(tmp_path), 3, update_based=False) == [
+    assert checkpoints.last_n_checkpoints(str(tmp_path), 3, update_based=False) == [
         str(tmp_path / f"checkpoint{e}.pt") for e in (5, 4, 3)]
     out = tmp_path / "out" / "avg.pt"
     avg.main(["--inputs", str(tmp_path), "--num-epoch-checkpoints", "3",
@@ -134,7 +135,7 @@ def test_update_selection_with_upper_bound(tmp_path):
     for epoch, updates, scale in ((1, 100, 1), (1, 200, 2), (2, 300, 4), (3, 400, 8)):
         make_checkpoint(tmp_path / f"checkpoint_{epoch}_{updates}.pt", scale, num_updates=updates)
     make_checkpoint(tmp_path / "checkpoint2.pt", 1000, num_updates=300)
-    assert avg.last_n_checkpoints(str(tmp_path), 2, update_based=True, upper_bound=300) == [
+    assert checkpoints.last_n_checkpoints(str(tmp_path), 2, update_based=True, upper_bound=300) == [
         str(tmp_path / "checkpoint_2_300.pt"), str(tmp_path / "checkpoint_1_200.pt")]
     out = tmp_path / "avg.pt"
     avg.main(["--inputs", str(tmp_path), "--num-update-checkpoints", "2",

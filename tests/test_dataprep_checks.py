@@ -5,9 +5,9 @@ import struct
 import pytest
 
 from conftest_dataprep import DATA_PREP
-from pn_fairseq.dataprep import checks
-from pn_fairseq.dataprep.cli import _parse_expect
-from pn_fairseq.dataprep.textio import DataPrepError
+from pn_dataprep import checks
+from pn_dataprep.cli import _parse_expect
+from pn_dataprep.textio import DataPrepError
 
 
 def readme_table():

@@ -6,10 +6,10 @@ quoted from perl runs in the sacremoses test suite and issues, from mosesdecoder
 """
 import pytest
 
-from pn_fairseq.dataprep import extract
-from pn_fairseq.dataprep.clean import CleanStats, clean_pairs, zip_strict
-from pn_fairseq.dataprep.moses import Preprocessor, lowercase, remove_non_printing
-from pn_fairseq.dataprep.textio import DataPrepError, count_lines, read_lines
+from pn_dataprep import extract
+from pn_dataprep.clean import CleanStats, clean_pairs, zip_strict
+from pn_dataprep.moses import Preprocessor, lowercase, remove_non_printing
+from pn_dataprep.textio import DataPrepError, count_lines, read_lines
 
 TOKENIZER_CASES = [
     # (lang, tokenizer.perl -a?, input, tokenizer.perl output)

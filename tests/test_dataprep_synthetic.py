@@ -5,7 +5,7 @@ import filecmp
 import pytest
 
 from conftest_dataprep import describe, load_fairseq_split, prep_json, read, run_script
-from pn_fairseq.dataprep import synthetic
+from pn_dataprep import synthetic
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """pn-plot: parsing fairseq-train validation lines and writing the PNG."""
 import pytest
 
+from pn_fairseq import curves
 from pn_fairseq.cli import plot
 
 JSON_LOG = """\
@@ -27,16 +28,16 @@ def test_parse_json_log(tmp_path):
     log = tmp_path / "train.log"
     log.write_text(JSON_LOG)
     # The resumed run's second line for update 200 wins; train and valid1 lines are ignored.
-    assert plot.parse_validation_log(str(log)) == [(100, 7.25), (200, 6.0), (300, 5.5)]
-    assert plot.parse_validation_log(str(log), metric="nll_loss") == [(100, 6.5), (200, 5.25), (300, 4.75)]
-    assert plot.parse_validation_log(str(log), metric="loss", subset="valid1") == [(200, 1.0)]
+    assert curves.parse_validation_log(str(log)) == [(100, 7.25), (200, 6.0), (300, 5.5)]
+    assert curves.parse_validation_log(str(log), metric="nll_loss") == [(100, 6.5), (200, 5.25), (300, 4.75)]
+    assert curves.parse_validation_log(str(log), metric="loss", subset="valid1") == [(200, 1.0)]
 
 
 def test_parse_simple_log(tmp_path):
     log = tmp_path / "train.log"
     log.write_text(SIMPLE_LOG)
-    assert plot.parse_validation_log(str(log)) == [(100, 7.5), (200, 6.5)]
-    assert plot.parse_validation_log(str(log), metric="valid_ppl") == [(100, 107.63), (200, 53.82)]
+    assert curves.parse_validation_log(str(log)) == [(100, 7.5), (200, 6.5)]
+    assert curves.parse_validation_log(str(log), metric="valid_ppl") == [(100, 107.63), (200, 53.82)]
 
 
 def test_plot_writes_png(tmp_path, capsys):
@@ -63,8 +64,8 @@ def test_no_validation_lines(tmp_path):
 def test_missing_metric_and_bad_run_spec(tmp_path):
     log = tmp_path / "train.log"
     log.write_text(JSON_LOG)
-    with pytest.raises(plot.LogError, match="none has 'valid_bleu'"):
-        plot.parse_validation_log(str(log), metric="bleu")
+    with pytest.raises(curves.LogError, match="none has 'valid_bleu'"):
+        curves.parse_validation_log(str(log), metric="bleu")
     with pytest.raises(SystemExit) as info:
         plot.main(["--runs", "no-equals-sign", "--output", str(tmp_path / "p.png")])
     assert info.value.code == 2

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from pn_fairseq.cli import results
+from pn_fairseq import results
+from pn_fairseq.cli import results as results_cli
 
 
 def write_result(directory, row, dataset, bleu_main, **overrides):
@@ -38,7 +39,7 @@ def test_table(tmp_path, capsys):
     (runs / "notes").mkdir()
     (runs / "notes" / "other.json").write_text("{}")  # only files named results.json count
     out = tmp_path / "table.md"
-    assert results.main([str(runs), "--output", str(out)]) == 0
+    assert results_cli.main([str(runs), "--output", str(out)]) == 0
     text = capsys.readouterr().out
     assert out.read_text() == text
     lines = text.splitlines()
@@ -71,7 +72,7 @@ def test_missing_key_names_file_and_key(tmp_path):
     del data["bleu_main"]
     path.write_text(json.dumps(data))
     with pytest.raises(SystemExit) as info:
-        results.main([str(tmp_path)])
+        results_cli.main([str(tmp_path)])
     assert str(path) in str(info.value.code) and "'bleu_main'" in str(info.value.code)
 
 

@@ -1,12 +1,13 @@
-"""Console tools (``pn-average-checkpoints``, ``pn-score``, ``pn-results``, ``pn-plot``).
+"""Console tools (``pn-average-checkpoints``, ``pn-score``, ``pn-results``, ``pn-plot``) and the
+row scripts' ``python -m pn_fairseq.cli.row_results``.
 
-Every tool writes its output through :func:`atomic_output`, so an interrupted run
-never leaves a truncated checkpoint, JSON or PNG where a later step would pick it up.
+Each module here only parses arguments, sets up logging and turns errors into exit codes;
+the work is done by the library modules beside this package: :mod:`pn_fairseq.checkpoints`,
+:mod:`pn_fairseq.scoring`, :mod:`pn_fairseq.results`, :mod:`pn_fairseq.curves`. Every output
+file is written through :func:`pn_dataprep.atomic.atomic_output`, so an interrupted run never
+leaves a truncated checkpoint, JSON or PNG where a later step would pick it up.
 """
-import contextlib
 import logging
-import os
-import tempfile
 
 
 def quiet_library_logging():
@@ -20,36 +21,3 @@ def quiet_library_logging():
     root = logging.getLogger()
     if root.level < logging.WARNING:
         root.setLevel(logging.WARNING)
-
-
-@contextlib.contextmanager
-def atomic_output(path):
-    """Yield a temporary path next to ``path``; move it onto ``path`` on success.
-
-    The temporary file lives in the destination directory because ``os.replace`` is
-    only atomic within one file system. On an exception it is removed and ``path``
-    is left untouched.
-    """
-    path = os.path.abspath(path)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    # mkstemp creates the file 0600; give the result the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
-def write_text_atomic(path, text):
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_output(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)

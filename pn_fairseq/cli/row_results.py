@@ -3,53 +3,27 @@
 * ``count-test DATA SRC TGT``: number of sentences in the binarized test split (so that
   ``pn-score --expected-sentences`` notices any sentence fairseq-generate dropped).
 * ``write``: merge ``pn-score --json`` output with the run's metadata into
-  ``results.json`` (schema: :mod:`pn_fairseq.cli.results`), atomically.
+  ``results.json`` (schema: :mod:`pn_fairseq.results`), atomically.
 """
 import argparse
 import json
-import os
 import sys
 
-from pn_fairseq.cli import write_text_atomic
-from pn_fairseq.cli.results import validate_result
-
-
-def count_test(data, src, tgt, split="test"):
-    from fairseq.data import data_utils
-
-    prefix = os.path.join(data, f"{split}.{src}-{tgt}.{src}")
-    dataset = data_utils.load_indexed_dataset(prefix, None)
-    if dataset is None:
-        raise SystemExit(f"no binarized {split} split at {prefix}.{{bin,idx}}: prepare the data first")
-    return len(dataset)
-
-
-def checkpoint_updates(path):
-    from pn_fairseq.cli.average_checkpoints import load_checkpoint
-
-    return int(load_checkpoint(path)["optimizer_history"][-1]["num_updates"])
+from pn_fairseq import results
+from pn_fairseq.checkpoints import checkpoint_updates
+from pn_fairseq.scoring import ScoringError, count_split_sentences
 
 
 def write_results(args):
     with open(args.scores) as f:
         scores = json.load(f)
-    result = {
-        "row": args.row,
-        "dataset": args.dataset,
-        "bleu": scores["bleu"],
-        "bleu_main": scores["bleu_main"],
-        "sacrebleu_signature": scores.get("sacrebleu_signature"),
-        "paper_bleu": float(args.paper) if args.paper else None,
-        "updates": checkpoint_updates(args.last_checkpoint),
-        "wall_time_s": float(args.wall_time),
-        "checkpoint": args.checkpoint,
-        "run_dir": args.run_dir,
-        "averaged_checkpoints": args.averaged,
-        "beam": args.beam,
-        "lenpen": args.lenpen,
-    }
-    validate_result(result, args.output)
-    write_text_atomic(args.output, json.dumps(result, indent=2) + "\n")
+    result = results.build_result(
+        scores, row=args.row, dataset=args.dataset, paper_bleu=float(args.paper) if args.paper else None,
+        updates=checkpoint_updates(args.last_checkpoint), wall_time_s=float(args.wall_time),
+        checkpoint=args.checkpoint, run_dir=args.run_dir, averaged_checkpoints=args.averaged,
+        beam=args.beam, lenpen=args.lenpen,
+    )
+    results.write_result(args.output, result)
     print(json.dumps(result, indent=2))
 
 
@@ -68,7 +42,10 @@ def main(argv=None):
     w.add_argument("--lenpen", type=float, required=True)
     args = parser.parse_args(argv)
     if args.cmd == "count-test":
-        print(count_test(args.data, args.src, args.tgt))
+        try:
+            print(count_split_sentences(args.data, args.src, args.tgt))
+        except ScoringError as err:
+            raise SystemExit(str(err)) from None
     else:
         write_results(args)
     return 0

@@ -11,8 +11,9 @@ import argparse
 import json
 import sys
 
+from pn_dataprep.atomic import write_text_atomic
 from pn_fairseq import scoring
-from pn_fairseq.cli import quiet_library_logging, write_text_atomic
+from pn_fairseq.cli import quiet_library_logging
 
 
 def build_parser():
@@ -40,35 +41,6 @@ def build_parser():
     return parser
 
 
-def format_report(result):
-    """Human-readable lines for a :func:`pn_fairseq.scoring.score_generate_output` result."""
-    bleu = result["bleu"]
-    if bleu["fairseq"] is not None:
-        fairseq_text = f"{bleu['fairseq']:.2f}"
-    elif result["fairseq_bleu_line"]:
-        fairseq_text = f"n/a (not fairseq's default scorer: {result['fairseq_bleu_line']})"
-    else:
-        fairseq_text = "n/a (no BLEU line in the file)"
-    lines = [
-        f"{result['gen_output']}: {result['sentences']} sentences, scheme {result['scheme']}",
-        f"  fairseq-generate BLEU4     {fairseq_text}",
-        f"  fairseq BLEU recomputed    {result['fairseq_recomputed']:.2f}",
-        f"  sacrebleu tokenize=none    {bleu['sacrebleu_tok_none']:.2f}  ({result['signatures']['sacrebleu_tok_none']})",
-    ]
-    if bleu["compound_split"] is not None:
-        lines.append(f"  compound-split tokenized   {bleu['compound_split']:.2f}"
-                     f"  (fairseq-score style: {result['compound_split_fairseq']:.2f})")
-    if bleu["sacrebleu_detok"] is not None:
-        lines.append(f"  sacrebleu detokenized      {bleu['sacrebleu_detok']:.2f}  ({result['signatures']['sacrebleu_detok']})")
-    lines.append(f"  BLEU (compared to paper)   {result['bleu_main']:.2f}")
-    lines.append("  agreement: ok" if result["agree"] else f"  agreement: MISMATCH: {result['disagreement']}")
-    if not result["complete"]:
-        lines.append(f"  MISSING {result['missing_sentences']} test sentence(s), ids {result['missing_ids']}"
-                     f"{' ...' if result['missing_sentences'] > len(result['missing_ids']) else ''}: "
-                     "run fairseq-generate with --required-batch-size-multiple 1")
-    return "\n".join(lines)
-
-
 def main(argv=None):
     quiet_library_logging()
     parser = build_parser()
@@ -80,7 +52,7 @@ def main(argv=None):
                                                args.expected_sentences)
     except (OSError, scoring.ScoringError) as err:
         raise SystemExit(f"pn-score: error: {err}") from None
-    print(format_report(result))
+    print(scoring.format_report(result))
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
     status = 0

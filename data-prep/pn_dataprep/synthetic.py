@@ -22,7 +22,8 @@ import itertools
 import os
 import random
 
-from .textio import atomic_output, log
+from .atomic import atomic_text_file
+from .textio import log
 
 DEFAULT_SIZES = {"train": 20_000, "valid": 500, "test": 500}
 # Word types per side at DEFAULT_SIZES, checked by the tests.
@@ -262,7 +263,7 @@ def write_corpus(outdir, seed=1, sizes=None, src="de", tgt="en"):
     corpus = generate(seed, sizes)
     for split, pairs in corpus.items():
         for lang, side in ((src, 0), (tgt, 1)):
-            with atomic_output(os.path.join(outdir, f"{split}.{lang}")) as f:
+            with atomic_text_file(os.path.join(outdir, f"{split}.{lang}")) as f:
                 for pair in pairs:
                     f.write(pair[side] + "\n")
     for side, lang in ((0, src), (1, tgt)):

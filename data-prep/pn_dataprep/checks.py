@@ -13,6 +13,7 @@ import os
 import platform
 import struct
 
+from .atomic import write_text_atomic
 from .bpe import count_merges
 from .textio import DataPrepError, count_lines, log
 
@@ -131,12 +132,7 @@ def finalize(directory, dataset, src, tgt, expected=None, check=True, params=Non
         "raw_files": {os.path.basename(p): _sha256_or_none(p) for p in raw_files},
         "tools": tool_versions(),
     }
-    path = os.path.join(directory, "prep.json")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_text_atomic(os.path.join(directory, "prep.json"), json.dumps(info, indent=2) + "\n")
     return info
 
 

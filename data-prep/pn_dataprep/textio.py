@@ -1,10 +1,11 @@
-"""Line files as the Moses perl scripts read them, atomic outputs, parallel line maps, progress."""
-import contextlib
+"""Line files as the Moses perl scripts read them, parallel line maps, progress."""
 import gzip
 import multiprocessing
 import os
 import sys
 import time
+
+from .atomic import atomic_text_file
 
 LOG_PREFIX_ENV = "PREP_LOG_PREFIX"
 
@@ -47,27 +48,9 @@ def count_lines(path):
     return n + (last != b"\n")
 
 
-@contextlib.contextmanager
-def atomic_output(path):
-    """Write to ``path.tmp<pid>`` and rename on success, so a killed run leaves no finished-looking file."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    f = open(tmp, "w", encoding="utf-8", newline="\n")
-    try:
-        yield f
-        f.close()
-        os.replace(tmp, path)
-    except BaseException:
-        f.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_lines(path, lines, label=None):
     progress = Progress(label or os.path.basename(os.fspath(path)))
-    with atomic_output(path) as out:
+    with atomic_text_file(path) as out:
         for line in lines:
             out.write(line)
             out.write("\n")

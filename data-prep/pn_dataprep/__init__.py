@@ -12,7 +12,9 @@ Each module mirrors one tool of the fairseq/Moses recipes with pip-installable p
 - :mod:`.checks`: checksums, expected split sizes, ``prep.json``
 - :mod:`.fetch`: downloads
 - :mod:`.synthetic`: the seeded German-like/English-like demo corpus
+- :mod:`.textio`, :mod:`.atomic`: line files, parallel line maps, atomic outputs
 
-The scripts run these through ``data-prep/dataprep.py`` (``python -m pn_fairseq.dataprep``
-works too, but imports the whole fairseq plugin first).
+The scripts run them as ``python -m pn_dataprep <command>`` (:mod:`.cli`). The package is
+separate from the ``pn_fairseq`` plugin and imports neither torch nor fairseq, so each call
+starts in a fraction of a second; ``pn_fairseq``'s console tools share :mod:`.atomic`.
 """

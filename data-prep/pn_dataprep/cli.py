@@ -1,7 +1,6 @@
 """Command line of the data-prep helpers: one subcommand per recipe tool.
 
-    python data-prep/dataprep.py <command> ...      (what the scripts run)
-    python -m pn_fairseq.dataprep <command> ...     (same, slower: imports the plugin)
+    python -m pn_dataprep <command> ...      (what the data-prep/*.sh scripts run)
 """
 import argparse
 import os
@@ -9,7 +8,8 @@ import sys
 
 from . import bpe, checks, extract, fetch, moses, synthetic
 from .clean import CleanStats, clean_pairs, zip_strict
-from .textio import DataPrepError, Progress, atomic_output, log, map_lines, read_lines, write_lines
+from .atomic import atomic_text_file
+from .textio import DataPrepError, Progress, log, map_lines, read_lines, write_lines
 
 
 def _cmd_tokenize(args):
@@ -53,7 +53,7 @@ def _cmd_clean(args):
     stats = CleanStats()
     progress = Progress(f"clean {os.path.basename(args.corpus)} ({args.min}..{args.max} tokens, ratio {args.ratio:g})")
     pairs = zip_strict(read_lines(names[0]), read_lines(names[1]), *names)
-    with atomic_output(outs[0]) as f_out, atomic_output(outs[1]) as e_out:
+    with atomic_text_file(outs[0]) as f_out, atomic_text_file(outs[1]) as e_out:
         for f, e in clean_pairs(pairs, args.min, args.max, args.ratio, names=names, stats=stats):
             f_out.write(f + "\n")
             e_out.write(e + "\n")
@@ -63,7 +63,7 @@ def _cmd_clean(args):
 
 def _cmd_split_every(args):
     """awk '{if (NR%n != 0) print}' > kept ; awk '{if (NR%n == 0) print}' > picked."""
-    with atomic_output(args.kept) as kept, atomic_output(args.picked) as picked:
+    with atomic_text_file(args.kept) as kept, atomic_text_file(args.picked) as picked:
         for i, line in enumerate(read_lines(args.input), 1):
             (picked if i % args.n == 0 else kept).write(line + "\n")
 
@@ -109,7 +109,7 @@ def _cmd_synthetic(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="dataprep", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m pn_dataprep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -6,7 +6,8 @@ import shutil
 from subword_nmt.apply_bpe import BPE
 from subword_nmt.learn_bpe import learn_bpe
 
-from .textio import DataPrepError, atomic_output, log, map_lines, read_lines, write_lines
+from .atomic import atomic_text_file
+from .textio import DataPrepError, log, map_lines, read_lines, write_lines
 
 
 def learn_joint_bpe(inputs, codes_path, merges, workers=1, min_frequency=2):
@@ -25,7 +26,7 @@ def learn_joint_bpe(inputs, codes_path, merges, workers=1, min_frequency=2):
                 with open(path, "rb") as f:
                     shutil.copyfileobj(f, out)
         log(f"learning {merges:,} BPE merges on {', '.join(map(os.path.basename, inputs))}")
-        with open(concat, encoding="utf-8") as infile, atomic_output(codes_path) as outfile:
+        with open(concat, encoding="utf-8") as infile, atomic_text_file(codes_path) as outfile:
             learn_bpe(infile, outfile, merges, min_frequency=min_frequency, num_workers=max(1, workers))
     finally:
         if os.path.exists(concat):

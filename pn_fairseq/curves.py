@@ -1,0 +1,108 @@
+"""Validation curves (e.g. valid loss against updates) of fairseq-train runs: read and drawn.
+
+The library of ``pn-plot`` (:mod:`pn_fairseq.cli.plot`).
+
+Reads what ``fairseq-train`` logs at each validation, from the log the row scripts tee to
+``<run_dir>/train.log``. Both of fairseq's non-interactive log formats are understood:
+
+* ``--log-format json``:
+  ``... | INFO | valid | {"epoch": 1, "valid_loss": "5.123", ..., "valid_num_updates": "100"}``
+  (keys carry the subset as prefix; values are usually strings)
+* ``--log-format simple``:
+  ``... | INFO | valid | epoch 001 | valid on 'valid' subset | loss 5.123 | ... | num_updates 100``
+"""
+import json
+import os
+import re
+
+from pn_dataprep.atomic import atomic_output
+
+_SIMPLE_VALID_RE = re.compile(r"\| epoch \d+ \| valid on '([^']+)' subset \| (.*)$")
+
+
+class LogError(ValueError):
+    """A log has no usable validation lines; the message names the file."""
+
+
+def _json_stats(line):
+    start = line.find("{")
+    if start < 0:
+        return None
+    try:
+        stats = json.loads(line[start:])
+    except ValueError:
+        return None
+    return stats if isinstance(stats, dict) else None
+
+
+def _simple_stats(line, subset):
+    match = _SIMPLE_VALID_RE.search(line)
+    if match is None or match.group(1) != subset:
+        return None
+    stats = {}
+    for field in match.group(2).split(" | "):
+        key, _, value = field.strip().partition(" ")
+        if key and value:
+            stats[f"{subset}_{key}"] = value.strip()
+    return stats
+
+
+def parse_validation_log(path, metric="valid_loss", subset="valid"):
+    """Sorted ``(updates, value)`` points of ``metric`` from the validations in a train log.
+
+    ``metric`` may be given with or without the subset prefix (``valid_loss`` or ``loss``).
+    When a resumed run logs the same update twice, the later line wins.
+    """
+    prefix = subset + "_"
+    key = metric if metric.startswith(prefix) else prefix + metric
+    updates_key = prefix + "num_updates"
+    points = {}
+    validations = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            stats = _json_stats(line) or _simple_stats(line, subset)
+            if not stats or updates_key not in stats:
+                continue  # training progress, end-of-epoch train stats, other subsets
+            validations += 1
+            if key not in stats:
+                continue
+            points[int(float(stats[updates_key]))] = float(stats[key])
+    if not points:
+        if validations:
+            raise LogError(f"{path}: {validations} validation line(s) for '{subset}', but none has '{key}'")
+        raise LogError(f"{path}: no validation lines for subset '{subset}' "
+                       "(expected fairseq-train output with --log-format json or simple)")
+    return sorted(points.items())
+
+
+def run_log_path(directory_or_file, name):
+    """Run ``name``'s log: its directory's ``train.log`` (what the row scripts tee), or the file given."""
+    path = directory_or_file
+    if os.path.isdir(path):
+        path = os.path.join(path, "train.log")
+    if not os.path.isfile(path):
+        raise LogError(f"{path}: no such file (run '{name}')")
+    return path
+
+
+def plot_runs(curves, output, metric, title=None):
+    """Draw ``curves`` ({name: [(updates, value), ...]}) into the PNG ``output``, atomically."""
+    # Figure + Agg canvas directly: no pyplot, so no display backend and no global state.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, points in curves.items():
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=name)
+    ax.set_xlabel("updates")
+    ax.set_ylabel(metric)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    with atomic_output(output) as tmp:
+        fig.savefig(tmp, format="png")
