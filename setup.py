@@ -48,6 +48,7 @@ setup(
             "pn-results = pn_fairseq.cli.results:main",
             "pn-score = pn_fairseq.cli.score:main",
             "pn-plot = pn_fairseq.cli.plot:main",
+            "pn-analyze = pn_fairseq.cli.analyze:main",
         ]
     },
 )
