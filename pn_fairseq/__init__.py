@@ -1,14 +1,21 @@
 """pn_fairseq: normalization schemes for fairseq Transformers (``--user-dir pn_fairseq``).
 
-Importing the package registers the ``transformer_pn`` model, its architectures and the
-plugin's LR scheduler, and allow-lists the classes fairseq checkpoints contain so that
-torch >= 2.6 loads them with ``weights_only=True``.
+Importing the package registers the ``transformer_pn`` model, its architectures, the
+``translation_pn`` task and the plugin's LR scheduler; allow-lists the classes fairseq
+checkpoints contain so that torch >= 2.6 loads them with ``weights_only=True``; makes
+fairseq's checkpoint copies atomic; and, inside ``fairseq-*`` commands, reports bad input
+in one line and refuses torchrun launches that would train independent copies.
 """
-from .serialization import allow_fairseq_checkpoint_globals
+from .errors import install_cli_excepthook
+from .launch_check import check_launch
+from .serialization import allow_fairseq_checkpoint_globals, make_fairseq_checkpoint_copies_atomic
 
+install_cli_excepthook()
+check_launch()
 allow_fairseq_checkpoint_globals()
+make_fairseq_checkpoint_copies_atomic()
 
-from . import models, optim  # noqa: E402,F401
+from . import models, optim, tasks  # noqa: E402,F401
 
 from .help import register_help_hook  # noqa: E402
 

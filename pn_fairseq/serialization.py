@@ -1,12 +1,23 @@
-"""Let torch >= 2.6 (``weights_only=True`` by default) load fairseq checkpoints.
+"""Checkpoint files: torch >= 2.6 loads fairseq's, and fairseq's copies are written atomically.
 
 fairseq's trainer pickles a few plain-Python objects next to the tensors (the legacy
 ``argparse.Namespace`` of the model config, and containers from its meters). Rather than
 turning ``weights_only`` off, which would let a checkpoint run arbitrary code, we
 allow-list exactly those classes. The list was read off real checkpoints written by
 ``fairseq-train`` with ``torch.serialization.get_unsafe_globals_in_checkpoint``.
+
+fairseq saves the first checkpoint of a save (e.g. ``checkpoint3.pt``) atomically (a
+``.tmp`` file, then a rename), but then *copies* it onto ``checkpoint_last.pt`` (and
+``checkpoint_best.pt``) in place with ``shutil.copyfile``: a job killed during that copy
+(SIGTERM from a scheduler, a pre-emption) leaves a truncated ``checkpoint_last.pt``, and
+the next resume fails. fairseq offers no hook for its file copies, so the plugin replaces
+``PathManager.copy`` for local files with copy-to-temporary-then-rename; remote (ioPath)
+paths keep fairseq's own behaviour.
 """
 import argparse
+import os
+import shutil
+import tempfile
 
 import torch
 
@@ -20,3 +31,36 @@ def allow_fairseq_checkpoint_globals():
     add = getattr(torch.serialization, "add_safe_globals", None)
     if add is not None:  # torch < 2.4 has no allow-list and loads everything anyway
         add(FAIRSEQ_CHECKPOINT_GLOBALS)
+
+
+def atomic_copyfile(src_path: str, dst_path: str) -> str:
+    """Copy ``src_path`` to ``dst_path`` so that ``dst_path`` is at every moment either its
+    old content or the complete copy."""
+    directory = os.path.dirname(os.path.abspath(dst_path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dst_path) + ".", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        shutil.copyfile(src_path, tmp)
+        os.replace(tmp, dst_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return dst_path
+
+
+def make_fairseq_checkpoint_copies_atomic():
+    """Route fairseq's local ``PathManager.copy`` through :func:`atomic_copyfile`."""
+    from fairseq import file_io
+
+    original = file_io.PathManager.copy
+    if getattr(original, "_pn_atomic", False):
+        return
+
+    def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
+        if file_io.IOPathManager:
+            return original(src_path, dst_path, overwrite)
+        return atomic_copyfile(src_path, dst_path)
+
+    copy._pn_atomic = True
+    file_io.PathManager.copy = staticmethod(copy)

@@ -3,7 +3,11 @@
 # Usage: scripts/run_row.sh DATASET ROW   (the per-row scripts under scripts/ call this)
 # Hyper-parameters: configs/DATASET/common.conf + configs/DATASET/ROW.conf.
 # Environment overrides (README "Row scripts"): DATA SAVE_DIR MAX_UPDATE MAX_EPOCH
-# UPDATE_FREQ SEED EXTRA_ARGS CPU=1 DRY_RUN=1 LOG_INTERVAL ALLOW_BLEU_MISMATCH=1.
+# UPDATE_FREQ SEED EXTRA_ARGS CPU=1 NPROC DRY_RUN=1 LOG_INTERVAL ALLOW_BLEU_MISMATCH=1.
+# NPROC=N trains on N data-parallel workers: on GPU fairseq spawns them itself
+# (--distributed-world-size N); with CPU=1 this script starts one process per rank (gloo,
+# legacy_ddp), rank 0 logging to train.log and rank R to train.rankR.log.
+# SEEDS=1,2,3 runs the row once per seed, SEED=k into $SAVE_DIR/seed<k>/ (README "Row scripts").
 set -euo pipefail
 shopt -s extglob nullglob
 
@@ -26,6 +30,25 @@ source "$CONF_DIR/$ROW.conf"
 [[ -x $REPO/.venv/bin/fairseq-train ]] && export PATH="$REPO/.venv/bin:$PATH"
 PYTHON=${PYTHON:-python}
 
+# SEEDS=1,2,3: this script once per seed, with SEED=k SAVE_DIR=<run dir>/seed<k> and SEEDS unset,
+# i.e. exactly the run a plain `SEED=k SAVE_DIR=<run dir>/seed<k>` call makes (resumed, or
+# skipped when finished, seed by seed). Stops at the first seed that fails.
+if [[ -n ${SEEDS:-} ]]; then
+  [[ $SEEDS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] \
+    || die "SEEDS=$SEEDS: expected positive integers separated by commas, e.g. SEEDS=1,2,3"
+  [[ -z ${SEED:-} ]] || die "both SEED=$SEED and SEEDS=$SEEDS are set: use SEEDS alone (SEED=k is one run)"
+  IFS=, read -r -a seeds <<< "$SEEDS"
+  dup=$(printf '%s\n' "${seeds[@]}" | sort | uniq -d | head -n 1)
+  [[ -z $dup ]] || die "SEEDS=$SEEDS: seed $dup is given twice"
+  base=${SAVE_DIR:-$REPO/checkpoints/$DATASET/$ROW}
+  for seed in "${seeds[@]}"; do
+    log "seed $seed of $SEEDS -> $base/seed$seed"
+    SEEDS='' SEED=$seed SAVE_DIR=$base/seed$seed bash "${BASH_SOURCE[0]}" "$DATASET" "$ROW" \
+      || die "seed $seed failed (the finished seeds are kept; rerun to resume)"
+  done
+  exit 0
+fi
+
 DATA=${DATA:-$REPO/data-bin/$DATASET_DIR}
 SAVE_DIR=${SAVE_DIR:-$REPO/checkpoints/$DATASET/$ROW}
 MAX_UPDATE=${MAX_UPDATE:-${DEFAULT_MAX_UPDATE:-}}
@@ -34,6 +57,7 @@ UPDATE_FREQ=${UPDATE_FREQ:-1}
 SEED=${SEED:-1}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 CPU=${CPU:-0}
+NPROC=${NPROC:-1}
 DRY_RUN=${DRY_RUN:-0}
 LOG_INTERVAL=${LOG_INTERVAL:-50}
 SRC=${LANGS[1]} TGT=${LANGS[3]}
@@ -56,14 +80,54 @@ if [[ $DRY_RUN != 1 ]]; then
   mkdir -p "$SAVE_DIR"
 fi
 
+[[ $NPROC =~ ^[1-9][0-9]*$ ]] || die "NPROC=$NPROC is not a positive integer"
+if (( NPROC > 1 )); then
+  if [[ $CPU == 1 ]]; then
+    cores=$(nproc 2>/dev/null || echo 1)
+    (( NPROC <= cores )) || die "NPROC=$NPROC but this machine has $cores CPU cores: use NPROC<=$cores (each worker needs a core), or UPDATE_FREQ to keep the batch on fewer workers"
+  else
+    gpus=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
+    (( NPROC <= gpus )) || die "NPROC=$NPROC but $gpus GPU(s) are visible: use NPROC<=$gpus, UPDATE_FREQ to keep the batch on fewer GPUs, or CPU=1"
+  fi
+fi
+
 cpu_flag=(); [[ $CPU == 1 ]] && cpu_flag=(--cpu)
 read -r -a extra <<< "$EXTRA_ARGS"
-train_cmd=(fairseq-train "$DATA" --user-dir "$REPO/pn_fairseq" --arch "$ARCH" "${LANGS[@]}"
+# translation_pn: fairseq's translation task whose dummy batches (an out-of-memory batch, a
+# worker out of data) leave the norms' statistics alone.
+train_cmd=(fairseq-train "$DATA" --user-dir "$REPO/pn_fairseq" --task translation_pn --arch "$ARCH" "${LANGS[@]}"
   "${TRAIN_ARGS[@]}" "${ROW_ARGS[@]}" --save-dir "$SAVE_DIR" --seed "$SEED" --update-freq "$UPDATE_FREQ"
   --log-format json --log-interval "$LOG_INTERVAL" --no-progress-bar "${cpu_flag[@]}")
 [[ -n $MAX_UPDATE ]] && train_cmd+=(--max-update "$MAX_UPDATE")
 [[ -n $MAX_EPOCH ]] && train_cmd+=(--max-epoch "$MAX_EPOCH")
+(( NPROC > 1 )) && train_cmd+=(--distributed-world-size "$NPROC")
+(( NPROC > 1 )) && [[ $CPU == 1 ]] && train_cmd+=(--distributed-backend gloo --ddp-backend legacy_ddp --distributed-no-spawn)
 train_cmd+=("${extra[@]}")
+
+# The CPU multi-process launch fairseq's own launcher cannot do (it needs CUDA devices):
+# one process per rank on a free local port; any failure stops all ranks.
+train() {
+  if (( NPROC == 1 )) || [[ $CPU != 1 ]]; then
+    "${train_cmd[@]}" 2>&1 | tee -a "$SAVE_DIR/train.log"
+    return "${PIPESTATUS[0]}"
+  fi
+  local port pids=() rank status=0
+  port=$($PYTHON -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  log "starting $NPROC CPU workers (gloo on 127.0.0.1:$port; ranks 1.. log to $SAVE_DIR/train.rankR.log)"
+  for ((rank = NPROC - 1; rank >= 0; rank--)); do
+    local cmd=("${train_cmd[@]}" --distributed-rank "$rank" --distributed-init-method "tcp://127.0.0.1:$port")
+    if (( rank == 0 )); then
+      "${cmd[@]}" > >(tee -a "$SAVE_DIR/train.log") 2>&1 &
+    else
+      "${cmd[@]}" >> "$SAVE_DIR/train.rank$rank.log" 2>&1 &
+    fi
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do
+    if ! wait "$pid"; then status=1; kill "${pids[@]}" 2>/dev/null || true; fi
+  done
+  return $status
+}
 
 # fairseq-train resumes from checkpoint_last.pt by itself, but a resumed run that already
 # reached --max-update still takes one more update; train.done (the exact command of a
@@ -71,13 +135,20 @@ train_cmd+=("${extra[@]}")
 DONE=$SAVE_DIR/train.done
 signature=$(show "${train_cmd[@]}")
 if [[ $DRY_RUN == 1 ]]; then
-  echo "$signature 2>&1 | tee -a $(printf '%q' "$SAVE_DIR/train.log")"
+  if (( NPROC > 1 )) && [[ $CPU == 1 ]]; then
+    for ((rank = 0; rank < NPROC; rank++)); do
+      out=$SAVE_DIR/train.log; (( rank > 0 )) && out=$SAVE_DIR/train.rank$rank.log
+      echo "$signature --distributed-rank $rank --distributed-init-method tcp://127.0.0.1:PORT >> $(printf '%q' "$out") 2>&1 &"
+    done
+  else
+    echo "$signature 2>&1 | tee -a $(printf '%q' "$SAVE_DIR/train.log")"
+  fi
 elif [[ -f $DONE && $(head -n 1 "$DONE") == "$signature" ]]; then
   log "training already finished ($DONE); skipping to evaluation"
 else
   log "training ($ARCH) -> $SAVE_DIR (log: $SAVE_DIR/train.log)"
   start=$SECONDS
-  "${train_cmd[@]}" 2>&1 | tee -a "$SAVE_DIR/train.log"
+  train || die "training failed (log: $SAVE_DIR/train.log)"
   printf '%s\n%s\n' "$signature" "$((SECONDS - start))" > "$DONE.tmp" && mv "$DONE.tmp" "$DONE"
 fi
 train_time=0
@@ -130,8 +201,13 @@ fi
 [[ ${ALLOW_BLEU_MISMATCH:-0} == 1 ]] && score_cmd+=(--allow-mismatch)
 run "${score_cmd[@]}"
 
+# row_results also writes the sorted hypotheses and references beside results.json
+# (test.hyp.txt, test.ref.txt; WMT14 also the detokenized ones): what pn-results compares.
+texts_args=()
+[[ $SCORING == wmt ]] && texts_args=(--raw-ref "$RAW_REF" --lang "$TGT")
+
 run "$PYTHON" -m pn_fairseq.cli.row_results write --scores "$SAVE_DIR/scores.json" --row "$ROW" \
   --dataset "$DATASET" --paper "${PAPER_BLEU:-}" --last-checkpoint "$SAVE_DIR/checkpoint_last.pt" \
   --wall-time "$train_time" --checkpoint "$CKPT" --run-dir "$SAVE_DIR" --averaged "$n_avg" \
-  --beam "$BEAM" --lenpen "$LENPEN" --output "$RESULTS"
+  --beam "$BEAM" --lenpen "$LENPEN" --seed "$SEED" --gen-output "$GEN_OUT" "${texts_args[@]}" --output "$RESULTS"
 [[ $DRY_RUN == 1 ]] || log "done: $RESULTS"

@@ -1,6 +1,7 @@
 """Command-line flags for the norms and their translation into ``build_norm`` calls."""
 import logging
 
+from ..errors import PNUserError
 from ..norms import NORM_CHOICES, build_norm
 
 logger = logging.getLogger(__name__)
@@ -18,7 +19,10 @@ NORM_DEFAULTS = {
     "pn_warmup_updates": None,
     "pn_groups": None,
     "norm_momentum": 0.05,
+    "norm_sync_stats": False,
 }
+
+BATCH_STAT_NORMS = ("batch", "power_v", "power")
 
 
 def add_norm_args(parser):
@@ -39,9 +43,15 @@ def add_norm_args(parser):
                    help="PN reference variant: forward calls that use batch statistics "
                         "(default: --warmup-updates)")
     g.add_argument("--pn-groups", type=int,
-                   help="PN reference variant: group-scaling groups (default: the attention heads)")
+                   help="PN reference variant: group-scaling groups (default: the attention heads; "
+                        "0 = no group scaling)")
     g.add_argument("--norm-momentum", type=float,
                    help="momentum of BN's and PN-V's running statistics (0.05)")
+    g.add_argument("--norm-sync-stats", action="store_true", default=None,
+                   help="BN/PN-V/PN: all-reduce batch statistics (forward and backward) over the "
+                        "data-parallel workers, so N workers compute what one worker does on their "
+                        "concatenated batches (default: each worker keeps its own statistics and "
+                        "rank 0's buffers are saved, as the released code did)")
 
 
 def fill_norm_defaults(args):
@@ -51,6 +61,13 @@ def fill_norm_defaults(args):
             setattr(args, key, value)
     if args.pn_warmup_updates is None:
         args.pn_warmup_updates = int(getattr(args, "warmup_updates", 0) or 0)
+    max_update = int(getattr(args, "max_update", 0) or 0)
+    uses_pn = "power" in (args.norm_type, args.decoder_norm_type) and args.norm_variant == "reference"
+    if uses_pn and 0 < max_update < args.pn_warmup_updates:
+        logger.warning(
+            "PN warm-up (%d updates, --pn-warmup-updates or --warmup-updates) is longer than --max-update %d: "
+            "PN normalizes by batch statistics for the whole run and never uses its running statistic; "
+            "lower --pn-warmup-updates or raise --max-update", args.pn_warmup_updates, max_update)
     if args.decoder_norm_type != "layer":
         logger.warning(
             "--decoder-norm-type %s: batch statistics in the decoder mix positions across time in "
@@ -73,13 +90,15 @@ def build_side_norm(cfg, side: str, embed_dim: int, heads: int):
             alpha_fwd=cfg.pn_alpha_fwd,
             alpha_bkw=cfg.pn_alpha_bkw,
             warmup_updates=cfg.pn_warmup_updates,
-            groups=cfg.pn_groups or heads,
+            groups=heads if cfg.pn_groups is None else cfg.pn_groups,
         )
     else:
-        raise ValueError(f"unknown --{'' if side == 'encoder' else 'decoder-'}norm-type {name!r}; "
+        raise PNUserError(f"unknown --{'' if side == 'encoder' else 'decoder-'}norm-type {name!r}; "
                          f"valid choices: {', '.join(NORM_CHOICES)}")
+    if name in BATCH_STAT_NORMS and getattr(cfg, "norm_sync_stats", False):
+        options["sync_stats"] = True
     try:
         return build_norm(name, embed_dim, **options)
     except ValueError as e:
         flag = "--norm-type" if side == "encoder" else "--decoder-norm-type"
-        raise ValueError(f"{flag} {name} ({side}, dim {embed_dim}, {heads} heads): {e}") from e
+        raise PNUserError(f"{flag} {name} ({side}, dim {embed_dim}, {heads} heads): {e}") from e

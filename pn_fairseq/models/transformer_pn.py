@@ -3,6 +3,11 @@
 Checkpoint parameter names are fairseq's (``encoder.layers.0.self_attn_layer_norm.weight``,
 ``encoder.layer_norm.weight``, ...); batch-statistics norms add their running buffers.
 """
+import logging
+import os
+import sys
+
+import torch.distributed as dist
 from fairseq.models import register_model
 from fairseq.models.transformer import (
     TransformerConfig,
@@ -11,7 +16,10 @@ from fairseq.models.transformer import (
     TransformerModel,
 )
 
-from ..norms import pad_mask_context
+from ..errors import PNUserError
+from ..norms import NormBase, pad_mask_context
+from ..norms.registry import norm_name_of
+from ..tasks import TranslationPNTask
 from .layers import PNTransformerDecoderLayer, PNTransformerEncoderLayer, wrap_layer
 from .norm_options import add_norm_args, build_side_norm, fill_norm_defaults
 
@@ -52,6 +60,22 @@ class PNTransformerDecoder(TransformerDecoderBase):
             return super().extract_features_scriptable(prev_output_tokens, encoder_out, incremental_state, *args, **kwargs)
 
 
+logger = logging.getLogger(__name__)
+
+
+def norm_kind_in_state(state_dict, prefix: str) -> str:
+    """The norm type a checkpoint holds at ``prefix`` (``encoder.layers.0.final_layer_norm``),
+    read off its buffers: PN keeps psi2 and nu, PN-V psi2 only, BN mean and variance."""
+    has = lambda name: f"{prefix}.{name}" in state_dict  # noqa: E731
+    if has("running_nu"):
+        return "power"
+    if has("running_psi2"):
+        return "power_v"
+    if has("running_mean"):
+        return "batch"
+    return "layer"
+
+
 @register_model("transformer_pn")
 class TransformerPNModel(TransformerModel):
     """Transformer with selectable normalization (LN, BN, PN-V, PN); see ``--norm-type``."""
@@ -64,7 +88,38 @@ class TransformerPNModel(TransformerModel):
     @classmethod
     def build_model(cls, args, task):
         fill_norm_defaults(args)
-        return super().build_model(args, task)
+        model = super().build_model(args, task)
+        norms = [m for m in model.modules() if isinstance(m, NormBase)]
+        if any(n.sync_stats for n in norms) and dist.is_available() and dist.is_initialized():
+            # fairseq's data-parallel group (the whole world unless model parallelism splits it).
+            from fairseq.distributed import utils as distributed_utils
+
+            group = distributed_utils.get_data_parallel_group()
+            for n in norms:
+                n.process_group = group
+        training = os.path.basename(sys.argv[0]) == "fairseq-train" if sys.argv else False
+        if norms and training and not isinstance(task, TranslationPNTask):
+            logger.warning(
+                "--task %s: fairseq's dummy batches (an out-of-memory batch, a worker out of data) will move the "
+                "running statistics of BN/PN-V/PN; use --task translation_pn (the row scripts do)",
+                getattr(args, "task", type(task).__name__))
+        return model
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """fairseq's loading, after checking that every norm of the checkpoint is of the type
+        this model was built with (otherwise the key error would not say which flag differs)."""
+        for name, module in self.named_modules():
+            mine = norm_name_of(module)
+            if mine is None:
+                continue
+            theirs = norm_kind_in_state(state_dict, name)
+            if theirs != mine and any(k.startswith(name + ".") for k in state_dict):
+                side = "decoder" if name.startswith("decoder") else "encoder"
+                flag = "--norm-type" if side == "encoder" else "--decoder-norm-type"
+                raise PNUserError(
+                    f"the checkpoint holds a '{theirs}' norm at {name}, but this model was built with {flag} "
+                    f"{mine}: pass {flag} {theirs} to use this checkpoint (or train into a new --save-dir)")
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
     @classmethod
     def build_encoder(cls, args, src_dict, embed_tokens):

@@ -7,7 +7,7 @@
 | `power_v` | PN-V, batch quadratic mean                                |
 | `power`   | PN, running quadratic mean (`variant`: `reference` / `paper`) |
 """
-from .base import NormBase, pad_mask_context
+from .base import NormBase, dummy_batch_context, pad_mask_context
 from .batch_norm import BatchNorm
 from .layer_norm import LayerNorm
 from .power_norm import PowerNorm
@@ -23,5 +23,5 @@ NORM_CHOICES = norm_choices()
 
 __all__ = [
     "BatchNorm", "LayerNorm", "NORM_CHOICES", "NormBase", "PowerNorm", "PowerNormV",
-    "build_norm", "norm_choices", "pad_mask_context", "register_norm",
+    "build_norm", "dummy_batch_context", "norm_choices", "pad_mask_context", "register_norm",
 ]

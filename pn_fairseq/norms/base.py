@@ -6,9 +6,10 @@ the layers work on the flattened ``N x C`` view (``N = T * B``, row ``t * B + b`
 ``keep: N`` bool vector (True = a real token).
 """
 import contextlib
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -75,6 +76,15 @@ def masked_mean(t: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
     return (w @ t) / w.sum()
 
 
+def all_reduce_sum(tensors: List[torch.Tensor], group) -> List[torch.Tensor]:
+    """Sum each tensor over ``group`` in one collective (no-op for ``group=None``)."""
+    if group is None:
+        return tensors
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+    return [part.view_as(t) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
+
 def num_kept(x2d: torch.Tensor, keep: Optional[torch.Tensor]) -> int:
     return x2d.shape[0] if keep is None else int(keep.sum())
 
@@ -87,12 +97,43 @@ class NormBase(nn.Module):
     * Floating buffers (running statistics) stay float32 under ``model.half()`` /
       ``.bfloat16()``: fairseq's ``--fp16`` casts whole models, and a fp16 running
       quadratic mean would overflow or lose the small EMA increments.
+    * ``sync_stats=True``: per-channel sums and real-token counts are all-reduced over
+      ``process_group`` (None = the default group) before dividing, in the forward and in
+      the backward, so that N data-parallel workers compute what one worker computes on
+      the concatenation of their batches. A no-op without ``torch.distributed`` or with
+      one worker.
+    * ``dummy_batch`` (set by :func:`dummy_batch_context`): the batch is fairseq's
+      placeholder (an OOM-skipped batch, a worker out of data). It contributes nothing to
+      any statistic, counter or running buffer; with ``sync_stats`` the layer still joins
+      the collectives (with zero weight) so that the other workers do not hang.
     """
 
     context_pad_mask: Optional[torch.Tensor] = None
+    dummy_batch: bool = False
+
+    def __init__(self, sync_stats: bool = False):
+        super().__init__()
+        if not isinstance(sync_stats, bool):
+            raise ValueError(f"sync_stats must be True or False; got {sync_stats!r}")
+        self.sync_stats = sync_stats
+        self.process_group = None
 
     def resolve_mask(self, pad_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         return self.context_pad_mask if pad_mask is None else pad_mask
+
+    def sync_group(self):
+        """The process group to all-reduce statistics over, or None when not syncing."""
+        if not self.sync_stats or not dist.is_available() or not dist.is_initialized():
+            return None
+        group = self.process_group if self.process_group is not None else dist.group.WORLD
+        return group if dist.get_world_size(group) > 1 else None
+
+    def row_weights(self, x2d: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+        """``N`` statistics weights: 1 for a real token, 0 for padding and for every row of
+        a dummy batch."""
+        if self.dummy_batch:
+            return torch.zeros(x2d.shape[0], dtype=x2d.dtype, device=x2d.device)
+        return row_weights(x2d, keep)
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
@@ -100,6 +141,19 @@ class NormBase(nn.Module):
             if buf is not None and buf.dtype in _LOW_PRECISION:
                 self._buffers[name] = buf.float()
         return self
+
+
+@contextlib.contextmanager
+def dummy_batch_context(model: nn.Module, dummy: bool = True):
+    """Mark every norm of ``model`` as seeing fairseq's dummy batch (forward and backward)."""
+    norms = [m for m in model.modules() if isinstance(m, NormBase)] if dummy else []
+    for n in norms:
+        n.dummy_batch = True
+    try:
+        yield
+    finally:
+        for n in norms:
+            n.dummy_batch = False
 
 
 @contextlib.contextmanager

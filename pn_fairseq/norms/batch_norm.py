@@ -3,9 +3,10 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 
-from .base import NormBase, flatten, masked_mean, num_kept, stat_dtype
+from .base import NormBase, all_reduce_sum, flatten, masked_mean, num_kept, stat_dtype
 from .functional import BatchStatNormFn, rms_scale
 from .validation import check_choice, check_eps, check_unit_interval
 
@@ -27,8 +28,9 @@ class BatchNorm(NormBase):
     ``torch.nn.BatchNorm1d``.
     """
 
-    def __init__(self, embed_dim: int, variant: str = "reference", momentum: float = 0.05, eps: float = 1e-5):
-        super().__init__()
+    def __init__(self, embed_dim: int, variant: str = "reference", momentum: float = 0.05, eps: float = 1e-5,
+                 sync_stats: bool = False):
+        super().__init__(sync_stats)
         check_choice("variant", variant, VARIANTS)
         check_unit_interval("momentum", momentum, closed_right=True)
         check_eps(eps)
@@ -44,31 +46,76 @@ class BatchNorm(NormBase):
     sigma2 = property(lambda self: self.running_var)
 
     def extra_repr(self):
-        return f"{self.embed_dim}, variant={self.variant}, momentum={self.momentum}, eps={self.eps}"
+        s = f"{self.embed_dim}, variant={self.variant}, momentum={self.momentum}, eps={self.eps}"
+        return s + (", sync_stats=True" if self.sync_stats else "")
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         x2d, keep = flatten(x, self.resolve_mask(pad_mask))
         sd = stat_dtype(x)
         xf = x2d.to(sd)
         w, b = self.weight.to(sd), self.bias.to(sd)
-        if self.variant == "reference":
+        group = self.sync_group() if self.training else None
+        if self.training and self.dummy_batch and group is None:
+            # fairseq's dummy batch: an output from the running statistics, nothing moves.
+            xs = rms_scale(xf, 1, self.eps) if self.variant == "reference" else xf
+            y = F.batch_norm(xs, self.running_mean.to(sd), self.running_var.to(sd), w, b, False, 0.0, self.eps)
+        elif self.variant == "reference" and group is not None:
+            y = self._forward_reference_synced(rms_scale(xf, 1, self.eps), keep, w, b, group)
+        elif self.variant == "reference":
             y = self._forward_reference(rms_scale(xf, 1, self.eps), keep, w, b)
         elif self.training:
-            y = self._forward_paper_train(xf, keep, w, b)
+            y = self._forward_paper_train(xf, keep, w, b, group)
         else:
             y = F.batch_norm(xf, self.running_mean.to(sd), self.running_var.to(sd), w, b, False, 0.0, self.eps)
         return y.to(x.dtype).reshape(x.shape)
 
-    def _forward_paper_train(self, xf, keep, w, b):
+    def _forward_paper_train(self, xf, keep, w, b, group):
         with torch.no_grad():
-            mu = masked_mean(xf, keep)
-            var = masked_mean((xf - mu).pow(2), keep)
-            n = num_kept(xf, keep)
+            if group is None:
+                mu = masked_mean(xf, keep)
+                var = masked_mean((xf - mu).pow(2), keep)
+                n = num_kept(xf, keep)
+            else:
+                weights = self.row_weights(xf, keep)
+                total, count = all_reduce_sum([weights @ xf, weights.sum().reshape(1)], group)
+                n = float(count)
+                if n == 0:  # every worker holds a dummy batch
+                    rm, rv = self.running_mean.to(xf.dtype), self.running_var.to(xf.dtype)
+                    return BatchStatNormFn.apply(xf, keep, w, b, rm, torch.rsqrt(rv + self.eps), True, False, group)
+                mu = total / count
+                (sq_dev,) = all_reduce_sum([weights @ (xf - mu).pow(2)], group)
+                var = sq_dev / count
             self.running_mean.mul_(1 - self.momentum).add_(mu.to(self.running_mean.dtype), alpha=self.momentum)
             unbiased = var * (n / (n - 1)) if n > 1 else var
             self.running_var.mul_(1 - self.momentum).add_(unbiased.to(self.running_var.dtype), alpha=self.momentum)
             self.num_batches_tracked.add_(1)
-        return BatchStatNormFn.apply(xf, keep, w, b, mu, torch.rsqrt(var + self.eps), True)
+        return BatchStatNormFn.apply(xf, keep, w, b, mu, torch.rsqrt(var + self.eps), True, True, group)
+
+    def _forward_reference_synced(self, xs, keep, w, b, group):
+        """The reference variant over every worker's rows: padding filled with the global
+        mean of the real tokens, then batch norm over all rows of all workers. The sums go
+        through a differentiable all-reduce, so autograd gives the exact backward of the
+        workers' summed loss (as ``torch.nn.SyncBatchNorm`` does)."""
+        weights = self.row_weights(xs, keep)
+        rows = xs.new_tensor([0.0 if self.dummy_batch else float(xs.shape[0])])
+        sums = dist_nn.all_reduce(torch.cat([weights @ xs, weights.sum().reshape(1), rows]), group=group)
+        c = xs.shape[1]
+        n_real, n_rows = float(sums[c]), float(sums[c + 1])
+        if n_real == 0:  # every worker holds a dummy batch
+            rm, rv = self.running_mean.to(xs.dtype), self.running_var.to(xs.dtype)
+            return F.batch_norm(xs, rm, rv, w, b, False, 0.0, self.eps)
+        mu = sums[:c] / n_real
+        if keep is not None or self.dummy_batch:
+            xs = torch.where(weights.bool()[:, None], xs, mu)
+        # Padding rows equal mu, so the mean over all rows is mu and they add nothing below.
+        sq_dev = dist_nn.all_reduce(weights @ (xs - mu).pow(2), group=group)
+        var = sq_dev / n_rows
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            self.running_mean.mul_(1 - self.momentum).add_(mu.detach().to(self.running_mean.dtype), alpha=self.momentum)
+            unbiased = var.detach() * (n_rows / (n_rows - 1)) if n_rows > 1 else var.detach()
+            self.running_var.mul_(1 - self.momentum).add_(unbiased.to(self.running_var.dtype), alpha=self.momentum)
+        return (xs - mu) * torch.rsqrt(var + self.eps) * w + b
 
     def _forward_reference(self, xs, keep, w, b):
         if not self.training:

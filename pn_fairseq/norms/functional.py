@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
-from .base import masked_mean, masked_sum
+from .base import all_reduce_sum, masked_mean, masked_sum
 
 
 class BatchStatNormFn(torch.autograd.Function):
@@ -29,13 +29,19 @@ class BatchStatNormFn(torch.autograd.Function):
     ``center=True`` to BN's ``(g - mean_M[g] - z * mean_M[g z]) * rstd``.
     Inputs ``mu: C`` (ignored when not centring) and ``rstd: C`` are computed by the caller
     without gradient; this function supplies their gradient analytically.
+
+    ``stats=False`` (a dummy batch): the statistics are constants, nothing is reduced.
+    ``group``: the backward's ``mean_M[g]`` and ``mean_M[g z]`` are taken over the real
+    tokens of every worker of the group (sums and counts all-reduced), which is the exact
+    gradient of the workers' summed loss through the synchronized statistics; the returned
+    ``dgamma`` / ``dbeta`` stay local, since data parallelism sums parameter gradients itself.
     """
 
     @staticmethod
-    def forward(ctx, x, keep, weight, bias, mu, rstd, center: bool):
+    def forward(ctx, x, keep, weight, bias, mu, rstd, center: bool, stats: bool = True, group=None):
         z = (x - mu) * rstd if center else x * rstd
         ctx.save_for_backward(z, keep, weight, rstd)
-        ctx.center = center
+        ctx.center, ctx.stats, ctx.group = center, stats, group
         return torch.addcmul(bias, z, weight)
 
     @staticmethod
@@ -46,19 +52,30 @@ class BatchStatNormFn(torch.autograd.Function):
         tmp = gy * z
         dweight = masked_sum(tmp, keep)
         dbias = masked_sum(gy, keep)
+        n = keep.sum() if keep is not None else z.new_tensor(float(z.shape[0]))
+        if not ctx.stats:
+            sum_gz, sum_g, n = torch.zeros_like(dweight), torch.zeros_like(dbias), torch.zeros_like(n, dtype=z.dtype)
+        else:
+            sum_gz, sum_g = dweight, dbias
+        if ctx.group is not None:
+            sum_gz, sum_g, n = all_reduce_sum([sum_gz, sum_g, n.to(z.dtype).reshape(1)], ctx.group)
+        if (ctx.group is not None or not ctx.stats) and float(n) == 0:
+            # Nobody had a real token: the statistics were constants.
+            return gy.mul_(weight).mul_(rstd), None, dweight, dbias, None, None, None, None, None
         # At real tokens: (g - [mean_M g] - z * mean_M[g z]) * rstd, g = gamma * dy.
-        n = keep.sum() if keep is not None else z.shape[0]
-        proj = (dweight * weight) / n
+        proj = (sum_gz * weight) / n
         inner = torch.mul(z, -proj, out=tmp)
         inner.addcmul_(gy, weight)
         if ctx.center:
-            inner.sub_(dbias * weight / n)
-        if keep is not None:
+            inner.sub_(sum_g * weight / n)
+        if not ctx.stats:
+            inner = gy * weight
+        elif keep is not None:
             # Padding rows: the statistics are constants for them, dx = g * rstd.
             pad = ~keep
             inner[pad] = gy[pad] * weight
         dx = inner.mul_(rstd)
-        return dx, None, dweight, dbias, None, None, None
+        return dx, None, dweight, dbias, None, None, None, None, None
 
 
 def group_rms(x: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
@@ -97,12 +114,12 @@ class PowerNormFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, xs, r, keep, weight, bias, fwd_rstd, bkw_rstd, nu, alpha_bkw: float, nu_over_all: bool):
+    def forward(ctx, x, xs, r, keep, weight, bias, fwd_rstd, bkw_rstd, nu, alpha_bkw: float, nu_over_all: bool,
+                stats: bool = True, group=None):
         z = xs.mul_(fwd_rstd) if r is not None else x * fwd_rstd
         ctx.save_for_backward(z, r, keep, weight, fwd_rstd, bkw_rstd)
-        ctx.nu = nu
-        ctx.alpha_bkw = alpha_bkw
-        ctx.nu_over_all = nu_over_all
+        ctx.nu, ctx.alpha_bkw, ctx.nu_over_all = nu, alpha_bkw, nu_over_all
+        ctx.stats, ctx.group = stats, group
         return torch.addcmul(bias, z, weight)
 
     @staticmethod
@@ -116,14 +133,14 @@ class PowerNormFn(torch.autograd.Function):
         g_tilde.addcmul_(gy, weight)
         tmp = g_tilde * z
         with torch.no_grad():
-            stat = masked_mean(tmp, None if ctx.nu_over_all else keep)
-            nu.add_(stat.to(nu.dtype), alpha=1.0 - ctx.alpha_bkw)
+            _update_nu(ctx, nu, tmp, keep)
         torch.mul(gy, z, out=tmp)
         dweight = masked_sum(tmp, keep)
         dbias = masked_sum(gy, keep)
         dxs = g_tilde.mul_(bkw_rstd)
+        nones = (None,) * 9
         if r is None:
-            return dxs, None, None, None, dweight, dbias, None, None, None, None, None
+            return (dxs, None, None, None, dweight, dbias) + nones
         n, groups = r.shape
         # xs = z / fwd_rstd is rebuilt in the temporary buffer rather than saved.
         inv_fwd = fwd_rstd.reciprocal()
@@ -131,4 +148,24 @@ class PowerNormFn(torch.autograd.Function):
         proj = prod.reshape(n, groups, -1).mean(-1, keepdim=True)
         xs_proj = torch.mul(z, inv_fwd, out=tmp).reshape(n, groups, -1).mul_(proj)
         dxs.reshape(n, groups, -1).sub_(xs_proj).mul_(r.unsqueeze(-1))
-        return dxs, None, None, None, dweight, dbias, None, None, None, None, None
+        return (dxs, None, None, None, dweight, dbias) + nones
+
+
+def _update_nu(ctx, nu, gz, keep):
+    """``nu += (1 - alpha_bkw) * mean[g~ z]`` over real tokens (or all rows), of every
+    worker of ``ctx.group``; a batch without statistics (dummy) leaves ``nu`` alone."""
+    rows = None if ctx.nu_over_all else keep
+    if ctx.group is None:
+        if ctx.stats:
+            nu.add_(masked_mean(gz, rows).to(nu.dtype), alpha=1.0 - ctx.alpha_bkw)
+        return
+    if ctx.stats:
+        total = masked_sum(gz, rows)
+        count = gz.new_tensor([float(gz.shape[0]) if rows is None else 0.0])
+        if rows is not None:
+            count = rows.sum().to(gz.dtype).reshape(1)
+    else:
+        total, count = torch.zeros_like(gz[0]), gz.new_zeros(1)
+    total, count = all_reduce_sum([total, count], ctx.group)
+    if float(count) > 0:
+        nu.add_((total / count).to(nu.dtype), alpha=1.0 - ctx.alpha_bkw)

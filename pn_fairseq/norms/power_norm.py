@@ -1,10 +1,10 @@
 """PN: power normalization with running statistics (paper Definition 3 / Algorithm 2)."""
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from .base import NormBase, flatten, masked_mean, stat_dtype
+from .base import NormBase, all_reduce_sum, flatten, stat_dtype
 from .functional import PowerNormFn, group_rms, rms_scale, scale_groups
 from .validation import check_choice, check_eps, check_groups, check_unit_interval, check_warmup
 
@@ -24,7 +24,19 @@ class PowerNorm(NormBase):
     ``groups`` channel groups first; batch statistics in the forward for the first
     ``warmup_updates`` training calls; a cumulative average before the EMA while
     ``k < warmup_updates``; the backward divides by the *batch* quadratic mean; ``nu``'s
-    mean runs over all ``T * B`` positions, padding included.
+    mean runs over all ``T * B`` positions, padding included. ``groups=0`` turns the group
+    scaling off (the ablation the authors' users ask about); the rest stays as released.
+
+    Warm-up clock: a layer used alone counts training forward calls, as the released code
+    (``k``, 1 on the first call: batch statistics while ``k <= W``, cumulative average while
+    ``k < W``). Once fairseq has called :meth:`set_num_updates` (it does before every
+    training forward, with ``n`` = optimizer updates done), the warm-up is measured in
+    optimizer updates instead: batch statistics while ``n < W``, cumulative average while
+    ``n + 1 < W``, so that ``--update-freq U`` switches at the same optimizer update as
+    ``U = 1`` (where ``k = n + 1`` and both clocks agree). The running averages themselves
+    (the cumulative average's ``1/k`` weights and the EMA) still count micro-batches: each
+    forward call is one observation ``psi2_B`` of a batch of the configured size (spec,
+    "PN": the statistic is updated at every training forward).
 
     Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``.
     Buffers: ``running_psi2`` (init 1), ``running_nu`` (init 0; the paper's ``nu`` in both
@@ -40,13 +52,14 @@ class PowerNorm(NormBase):
         warmup_updates: int = 0,
         groups: int = 1,
         eps: float = 1e-5,
+        sync_stats: bool = False,
     ):
-        super().__init__()
+        super().__init__(sync_stats)
         check_choice("variant", variant, VARIANTS)
         check_unit_interval("alpha_fwd", alpha_fwd)
         check_unit_interval("alpha_bkw", alpha_bkw)
         check_warmup(warmup_updates)
-        check_groups(embed_dim, groups)
+        check_groups(embed_dim, groups, allow_zero=variant == "reference")
         check_eps(eps)
         self.embed_dim, self.variant, self.eps = embed_dim, variant, eps
         self.alpha_fwd, self.alpha_bkw = alpha_fwd, alpha_bkw
@@ -58,6 +71,8 @@ class PowerNorm(NormBase):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         # Host-side copy of k, so the warm-up branch costs no device sync per call.
         self._k: Optional[int] = None
+        # Optimizer updates done, once fairseq reports them (set_num_updates).
+        self._num_updates: Optional[int] = None
 
     psi2 = property(lambda self: self.running_psi2)
     nu = property(lambda self: self.running_nu)
@@ -68,6 +83,20 @@ class PowerNorm(NormBase):
             self._k = int(self.num_batches_tracked)
         return self._k
 
+    def set_num_updates(self, num_updates: int):
+        """fairseq's hook (called before every training forward): measure the warm-up in
+        optimizer updates from now on."""
+        self._num_updates = int(num_updates)
+
+    def in_warmup(self, k: int) -> Tuple[bool, bool]:
+        """(normalize by the batch statistic?, apply the cumulative average?) for the
+        ``k``-th training forward (reference variant)."""
+        W = self.warmup_updates
+        if self._num_updates is None:
+            return k <= W, k < W
+        n = self._num_updates
+        return n < W, n + 1 < W
+
     def _load_from_state_dict(self, *args, **kwargs):
         self._k = None
         super()._load_from_state_dict(*args, **kwargs)
@@ -76,7 +105,8 @@ class PowerNorm(NormBase):
         s = f"{self.embed_dim}, variant={self.variant}, alpha_fwd={self.alpha_fwd}, alpha_bkw={self.alpha_bkw}"
         if self.variant == "reference":
             s += f", warmup_updates={self.warmup_updates}, groups={self.groups}"
-        return s + f", eps={self.eps}"
+        s += f", eps={self.eps}"
+        return s + (", sync_stats=True" if self.sync_stats else "")
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         x2d, keep = flatten(x, self.resolve_mask(pad_mask))
@@ -84,41 +114,55 @@ class PowerNorm(NormBase):
         xf = x2d.to(sd)
         w, b = self.weight.to(sd), self.bias.to(sd)
         reference = self.variant == "reference"
+        scaled = reference and self.groups > 0
         if not self.training:
-            if reference:
+            if scaled:
                 xf = rms_scale(xf, self.groups, self.eps)
             y = torch.addcmul(b, xf * torch.rsqrt(self.running_psi2.to(sd) + self.eps), w)
             return y.to(x.dtype).reshape(x.shape)
 
+        group = self.sync_group()
         with torch.no_grad():
             r = xs = None
-            if reference:
+            if scaled:
                 r = group_rms(xf, self.groups, self.eps)
                 xs = scale_groups(xf, r)
-            fwd_rstd, bkw_rstd = self._update_statistics(xs if reference else xf, keep)
+            elif reference:
+                xs = xf.clone()  # PowerNormFn turns xs into z in place
+            fwd_rstd, bkw_rstd, stats = self._update_statistics(xs if reference else xf, keep, group)
         y = PowerNormFn.apply(
-            xf, xs, r, keep, w, b, fwd_rstd, bkw_rstd, self.running_nu, self.alpha_bkw, reference
+            xf, xs, r, keep, w, b, fwd_rstd, bkw_rstd, self.running_nu, self.alpha_bkw, reference, stats, group
         )
         return y.to(x.dtype).reshape(x.shape)
 
     @torch.no_grad()
-    def _update_statistics(self, xf: torch.Tensor, keep: Optional[torch.Tensor]):
-        """Advance k and psi2; return the forward and backward ``1/sqrt(. + eps)`` (``C``)."""
-        self._k = k = self.k + 1
-        self.num_batches_tracked.fill_(k)
-        psi2_b = masked_mean(xf * xf, keep)
+    def _update_statistics(self, xf: torch.Tensor, keep: Optional[torch.Tensor], group):
+        """Advance k and psi2; return the forward and backward ``1/sqrt(. + eps)`` (``C``) and
+        whether this batch had statistics (False for a dummy batch seen by every worker)."""
+        weights = self.row_weights(xf, keep)
+        sq_sum, count = weights @ (xf * xf), weights.sum()
+        if group is not None:
+            sq_sum, count = all_reduce_sum([sq_sum, count.reshape(1)], group)
+            has_stats = float(count) > 0
+        else:
+            has_stats = not self.dummy_batch
         psi2 = self.running_psi2
         psi2_prev = psi2.to(xf.dtype, copy=True)  # psi2 is updated in place below
-        rstd_b = torch.rsqrt(psi2_b + self.eps)
         rstd_prev = torch.rsqrt(psi2_prev + self.eps)
+        if not has_stats:
+            return rstd_prev, rstd_prev, False
+        psi2_b = sq_sum / count
+        rstd_b = torch.rsqrt(psi2_b + self.eps)
+        self._k = k = self.k + 1
+        self.num_batches_tracked.fill_(k)
 
         if self.variant == "reference":
-            W = self.warmup_updates
-            fwd_rstd = rstd_b if k <= W else rstd_prev
+            batch_fwd, cumulative = self.in_warmup(k)
+            fwd_rstd = rstd_b if batch_fwd else rstd_prev
             bkw_rstd = rstd_b
-            if k < W:
+            if cumulative:
                 psi2.mul_((k - 1) / k).add_(psi2_b.to(psi2.dtype), alpha=1.0 / k)
         else:
             fwd_rstd = bkw_rstd = rstd_prev
         psi2.mul_(self.alpha_fwd).add_(psi2_b.to(psi2.dtype), alpha=1.0 - self.alpha_fwd)
-        return fwd_rstd, bkw_rstd
+        return fwd_rstd, bkw_rstd, True

@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .base import NormBase, flatten, masked_mean, stat_dtype
+from .base import NormBase, all_reduce_sum, flatten, stat_dtype
 from .functional import BatchStatNormFn
 from .validation import check_eps, check_unit_interval
 
@@ -19,8 +19,8 @@ class PowerNormV(NormBase):
     Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``.
     """
 
-    def __init__(self, embed_dim: int, momentum: float = 0.05, eps: float = 1e-5):
-        super().__init__()
+    def __init__(self, embed_dim: int, momentum: float = 0.05, eps: float = 1e-5, sync_stats: bool = False):
+        super().__init__(sync_stats)
         check_unit_interval("momentum", momentum, closed_right=True)
         check_eps(eps)
         self.embed_dim, self.momentum, self.eps = embed_dim, momentum, eps
@@ -32,7 +32,7 @@ class PowerNormV(NormBase):
     psi2 = property(lambda self: self.running_psi2)
 
     def extra_repr(self):
-        return f"{self.embed_dim}, momentum={self.momentum}, eps={self.eps}"
+        return f"{self.embed_dim}, momentum={self.momentum}, eps={self.eps}" + (", sync_stats=True" if self.sync_stats else "")
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         x2d, keep = flatten(x, self.resolve_mask(pad_mask))
@@ -40,11 +40,22 @@ class PowerNormV(NormBase):
         xf = x2d.to(sd)
         w, b = self.weight.to(sd), self.bias.to(sd)
         if self.training:
+            group = self.sync_group()
             with torch.no_grad():
-                psi2_b = masked_mean(xf * xf, keep)
-                self.running_psi2.mul_(1 - self.momentum).add_(psi2_b.to(self.running_psi2.dtype), alpha=self.momentum)
-                self.num_batches_tracked.add_(1)
-            y = BatchStatNormFn.apply(xf, keep, w, b, None, torch.rsqrt(psi2_b + self.eps), False)
+                weights = self.row_weights(xf, keep)
+                sq_sum, count = weights @ (xf * xf), weights.sum()
+                if group is not None:
+                    sq_sum, count = all_reduce_sum([sq_sum, count.reshape(1)], group)
+                    has_stats = float(count) > 0
+                else:
+                    has_stats = not self.dummy_batch
+                if has_stats:
+                    psi2_b = sq_sum / count
+                    self.running_psi2.mul_(1 - self.momentum).add_(psi2_b.to(self.running_psi2.dtype), alpha=self.momentum)
+                    self.num_batches_tracked.add_(1)
+                else:  # a dummy batch: normalize by the running statistic, move nothing
+                    psi2_b = self.running_psi2.to(sd)
+            y = BatchStatNormFn.apply(xf, keep, w, b, None, torch.rsqrt(psi2_b + self.eps), False, has_stats, group)
         else:
             y = torch.addcmul(b, xf * torch.rsqrt(self.running_psi2.to(sd) + self.eps), w)
         return y.to(x.dtype).reshape(x.shape)

@@ -41,3 +41,11 @@ def build_norm(name: str, embed_dim: int, **options) -> nn.Module:
     if unknown:
         raise ValueError(f"norm {name!r} does not take option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
     return cls(embed_dim, **options)
+
+
+def norm_name_of(module: nn.Module):
+    """The registry name of ``module``'s class, or None for a module that is no norm of ours."""
+    for name, cls in _NORMS.items():
+        if type(module) is cls:
+            return name
+    return None

@@ -19,10 +19,12 @@ def check_eps(eps):
         raise ValueError(f"eps must be > 0; got {eps!r}")
 
 
-def check_groups(embed_dim, groups):
-    if not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be a positive integer; got {groups!r}")
-    if embed_dim % groups:
+def check_groups(embed_dim, groups, allow_zero=False):
+    low = 0 if allow_zero else 1
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < low:
+        what = "an integer >= 0 (0 = no group scaling)" if allow_zero else "a positive integer"
+        raise ValueError(f"groups must be {what}; got {groups!r}")
+    if groups and embed_dim % groups:
         raise ValueError(
             f"embed_dim {embed_dim} is not divisible by groups={groups} (group scaling splits "
             f"the channels into equal groups; use a divisor of {embed_dim}, e.g. the number of attention heads)"
