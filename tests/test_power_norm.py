@@ -12,20 +12,25 @@ from conftest import padded_batch
 EPS = 1e-5
 
 
-def spec_power_norm(steps, variant, W, G, gamma, beta, a_f=0.9, a_b=0.9):
+def spec_power_norm(steps, variant, W, G, gamma, beta, a_f=0.9, a_b=0.9, updates=None):
     """Literal transcription of powernorm-spec.md, section PN. ``steps``: list of
     (x: T x B x C, pad_mask: B x T, dy: T x B x C). Returns per step
-    (y, dx, dgamma, dbeta, psi2 after, nu after)."""
+    (y, dx, dgamma, dbeta, psi2 after, nu after).
+
+    ``updates`` (the project's documented extension for --update-freq): the optimizer update
+    ``n`` of each step; the warm-up conditions ``k <= W`` / ``k < W`` then read ``n < W`` /
+    ``n + 1 < W``, while the averages keep counting calls ``k``. G = 0: no group scaling."""
     C = gamma.numel()
     psi2, nu, k = torch.ones(C, dtype=torch.float64), torch.zeros(C, dtype=torch.float64), 0
     out = []
-    for x, mask, dy in steps:
+    for i, (x, mask, dy) in enumerate(steps):
         T, B, _ = x.shape
         k += 1
+        batch_fwd, cumulative = (k <= W, k < W) if updates is None else (updates[i] < W, updates[i] + 1 < W)
         X = x.reshape(T * B, C).clone().requires_grad_(True)
         dY = dy.reshape(T * B, C)
         keep = ~mask.t().reshape(T * B)
-        if variant == "reference":  # 1. group scaling, ordinary autograd
+        if variant == "reference" and G > 0:  # 1. group scaling, ordinary autograd
             parts = X.view(T * B, G, C // G)
             Xs = (parts / torch.sqrt((parts ** 2).mean(-1, keepdim=True) + EPS)).view(T * B, C)
         else:
@@ -33,13 +38,13 @@ def spec_power_norm(steps, variant, W, G, gamma, beta, a_f=0.9, a_b=0.9):
         xs = Xs.detach()
         psi2_b = (xs[keep] ** 2).mean(0)
         if variant == "reference":
-            fwd = psi2_b if k <= W else psi2  # 2. batch statistics during warm-up
+            fwd = psi2_b if batch_fwd else psi2  # 2. batch statistics during warm-up
             bkw = psi2_b  # 4. backward divides by the batch statistic
         else:
             fwd = bkw = psi2
         z = xs / torch.sqrt(fwd + EPS)
         y = gamma * z + beta
-        if variant == "reference" and k < W:  # 3. cumulative average, then EMA
+        if variant == "reference" and cumulative:  # 3. cumulative average, then EMA
             psi2 = psi2 * (k - 1) / k + psi2_b / k
         psi2 = a_f * psi2 + (1 - a_f) * psi2_b
         g = gamma * dY
@@ -52,7 +57,7 @@ def spec_power_norm(steps, variant, W, G, gamma, beta, a_f=0.9, a_b=0.9):
             g_t = g - nu * z
             nu = nu + (1 - a_b) * (g_t * z)[keep].mean(0)
         dxs = g_t / torch.sqrt(bkw + EPS)
-        dx = torch.autograd.grad(Xs, X, dxs)[0] if variant == "reference" else dxs
+        dx = torch.autograd.grad(Xs, X, dxs)[0] if variant == "reference" and G > 0 else dxs
         dgamma = (dY * z)[keep].sum(0)
         dbeta = dY[keep].sum(0)
         out.append((y.view(T, B, C), dx.view(T, B, C), dgamma, dbeta, psi2.clone(), nu.clone()))
@@ -74,7 +79,8 @@ def _steps(n, C=8, seed=0):
     return steps
 
 
-@pytest.mark.parametrize("variant, W, G", [("paper", 0, 1), ("reference", 3, 2), ("reference", 0, 4), ("reference", 8, 1)])
+@pytest.mark.parametrize("variant, W, G", [("paper", 0, 1), ("reference", 3, 2), ("reference", 0, 4), ("reference", 8, 1),
+                                           ("reference", 3, 0)])
 def test_matches_spec_step_by_step(variant, W, G):
     C = 8
     gen = torch.Generator().manual_seed(1)

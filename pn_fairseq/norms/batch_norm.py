@@ -89,7 +89,7 @@ class BatchNorm(NormBase):
             unbiased = var * (n / (n - 1)) if n > 1 else var
             self.running_var.mul_(1 - self.momentum).add_(unbiased.to(self.running_var.dtype), alpha=self.momentum)
             self.num_batches_tracked.add_(1)
-        return BatchStatNormFn.apply(xf, keep, w, b, mu, torch.rsqrt(var + self.eps), True, True, group)
+        return BatchStatNormFn.apply(xf, keep, w, b, mu, torch.rsqrt(var + self.eps), True, not self.dummy_batch, group)
 
     def _forward_reference_synced(self, xs, keep, w, b, group):
         """The reference variant over every worker's rows: padding filled with the global

@@ -30,7 +30,8 @@ class BatchStatNormFn(torch.autograd.Function):
     Inputs ``mu: C`` (ignored when not centring) and ``rstd: C`` are computed by the caller
     without gradient; this function supplies their gradient analytically.
 
-    ``stats=False`` (a dummy batch): the statistics are constants, nothing is reduced.
+    ``stats=False`` (this worker holds a dummy batch): it adds nothing to the backward's
+    statistics; where no worker adds anything, the statistics are constants.
     ``group``: the backward's ``mean_M[g]`` and ``mean_M[g z]`` are taken over the real
     tokens of every worker of the group (sums and counts all-reduced), which is the exact
     gradient of the workers' summed loss through the synchronized statistics; the returned

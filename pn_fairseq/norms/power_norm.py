@@ -129,16 +129,17 @@ class PowerNorm(NormBase):
                 xs = scale_groups(xf, r)
             elif reference:
                 xs = xf.clone()  # PowerNormFn turns xs into z in place
-            fwd_rstd, bkw_rstd, stats = self._update_statistics(xs if reference else xf, keep, group)
+            fwd_rstd, bkw_rstd = self._update_statistics(xs if reference else xf, keep, group)
         y = PowerNormFn.apply(
-            xf, xs, r, keep, w, b, fwd_rstd, bkw_rstd, self.running_nu, self.alpha_bkw, reference, stats, group
+            xf, xs, r, keep, w, b, fwd_rstd, bkw_rstd, self.running_nu, self.alpha_bkw, reference,
+            not self.dummy_batch, group,
         )
         return y.to(x.dtype).reshape(x.shape)
 
     @torch.no_grad()
     def _update_statistics(self, xf: torch.Tensor, keep: Optional[torch.Tensor], group):
-        """Advance k and psi2; return the forward and backward ``1/sqrt(. + eps)`` (``C``) and
-        whether this batch had statistics (False for a dummy batch seen by every worker)."""
+        """Advance k and psi2; return the forward and backward ``1/sqrt(. + eps)`` (``C``).
+        Without any real token (a dummy batch, on every worker) nothing moves."""
         weights = self.row_weights(xf, keep)
         sq_sum, count = weights @ (xf * xf), weights.sum()
         if group is not None:
@@ -150,7 +151,7 @@ class PowerNorm(NormBase):
         psi2_prev = psi2.to(xf.dtype, copy=True)  # psi2 is updated in place below
         rstd_prev = torch.rsqrt(psi2_prev + self.eps)
         if not has_stats:
-            return rstd_prev, rstd_prev, False
+            return rstd_prev, rstd_prev
         psi2_b = sq_sum / count
         rstd_b = torch.rsqrt(psi2_b + self.eps)
         self._k = k = self.k + 1
@@ -165,4 +166,4 @@ class PowerNorm(NormBase):
         else:
             fwd_rstd = bkw_rstd = rstd_prev
         psi2.mul_(self.alpha_fwd).add_(psi2_b.to(psi2.dtype), alpha=1.0 - self.alpha_fwd)
-        return fwd_rstd, bkw_rstd, True
+        return fwd_rstd, bkw_rstd

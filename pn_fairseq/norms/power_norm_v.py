@@ -55,7 +55,7 @@ class PowerNormV(NormBase):
                     self.num_batches_tracked.add_(1)
                 else:  # a dummy batch: normalize by the running statistic, move nothing
                     psi2_b = self.running_psi2.to(sd)
-            y = BatchStatNormFn.apply(xf, keep, w, b, None, torch.rsqrt(psi2_b + self.eps), False, has_stats, group)
+            y = BatchStatNormFn.apply(xf, keep, w, b, None, torch.rsqrt(psi2_b + self.eps), False, not self.dummy_batch, group)
         else:
             y = torch.addcmul(b, xf * torch.rsqrt(self.running_psi2.to(sd) + self.eps), w)
         return y.to(x.dtype).reshape(x.shape)
