@@ -1,0 +1,141 @@
+"""One self-contained HTML page per experiment directory (``pn-analyze report``).
+
+Gathers what exists under a directory: every ``results.json`` (one table), the loss
+curves of every run's ``train.log`` (drawn by the caller into one PNG) and every PNG
+found. Images are embedded as base64 data URIs and the style is inline, so the page is one
+file that opens anywhere, offline.
+"""
+import base64
+import datetime
+import html
+import os
+
+from . import AnalysisError
+from .logs import loss_curves
+
+TABLE_COLUMNS = [
+    ("run", "run directory"),
+    ("row", "row"),
+    ("dataset", "dataset"),
+    ("bleu_main", "BLEU"),
+    ("bleu_fairseq", "fairseq BLEU4"),
+    ("sacrebleu", "sacreBLEU (tok none)"),
+    ("paper_bleu", "paper BLEU"),
+    ("updates", "updates"),
+    ("wall_time_min", "train time (min)"),
+    ("checkpoint", "checkpoint scored"),
+]
+
+
+def _walk(root):
+    for directory, dirs, names in os.walk(root):
+        dirs.sort()
+        yield directory, sorted(names)
+
+
+def gather(root, exclude=()):
+    """What ``root`` holds: ``{"results": [...], "logs": [(label, path)], "figures": [path],
+    "warnings": [str]}``; ``exclude``: absolute paths to leave out (the page's own figure)."""
+    from pn_fairseq.results import ResultsError, load_result
+
+    if not os.path.isdir(root):
+        raise AnalysisError(f"{root}: no such directory")
+    exclude = {os.path.abspath(p) for p in exclude}
+    found = {"results": [], "logs": [], "figures": [], "warnings": []}
+    for directory, names in _walk(root):
+        rel = os.path.relpath(directory, root)
+        label = os.path.basename(os.path.abspath(root)) if rel == "." else rel
+        if "results.json" in names:
+            path = os.path.join(directory, "results.json")
+            try:
+                found["results"].append(_table_row(label, load_result(path)))
+            except ResultsError as err:
+                found["warnings"].append(f"skipped {err}")
+        if "train.log" in names:
+            found["logs"].append((label, os.path.join(directory, "train.log")))
+        for name in names:
+            path = os.path.join(directory, name)
+            if name.lower().endswith(".png") and os.path.abspath(path) not in exclude:
+                found["figures"].append(path)
+    if not (found["results"] or found["logs"] or found["figures"]):
+        raise AnalysisError(f"{root}: nothing to report (no results.json, train.log or *.png below it)")
+    return found
+
+
+def _table_row(label, result):
+    bleu = result["bleu"]
+    return {
+        "run": label, "row": result["row"], "dataset": result["dataset"], "bleu_main": result["bleu_main"],
+        "bleu_fairseq": bleu.get("fairseq"), "sacrebleu": bleu.get("sacrebleu_tok_none"),
+        "paper_bleu": result["paper_bleu"], "updates": result["updates"],
+        "wall_time_min": round(result["wall_time_s"] / 60, 1), "checkpoint": os.path.basename(result["checkpoint"]),
+    }
+
+
+def curves_of(logs):
+    """Loss curves of the logs that have any: ``{label: loss_curves(path)}``."""
+    curves = {}
+    for label, path in logs:
+        curve = loss_curves(path)
+        if curve["train_loss"][0] or curve["valid_loss"][0]:
+            curves[label] = curve
+    return curves
+
+
+def _data_uri(path):
+    with open(path, "rb") as f:
+        return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
+
+
+def _cell(value):
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return html.escape(str(value))
+
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #bbb; padding: 4px 10px; text-align: right; }
+th { background: #eee; } td:first-child, td:nth-child(2), td:nth-child(3) { text-align: left; }
+figure { margin: 1.5em 0; } img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: 0.9em; color: #555; } .warn { color: #a40; }
+"""
+
+
+def render(root, found, loss_figure=None):
+    """The page as a string. ``loss_figure``: path of the loss-curve PNG, or None."""
+    title = f"Experiment report: {os.path.abspath(root)}"
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
+             f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+             f"<p>Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by <code>pn-analyze report</code>: "
+             f"{len(found['results'])} result(s), {len(found['logs'])} training log(s), "
+             f"{len(found['figures'])} figure(s).</p>"]
+    parts.append("<h2>Results</h2>")
+    if found["results"]:
+        parts.append('<table id="results"><tr>' + "".join(f"<th>{html.escape(h)}</th>" for _, h in TABLE_COLUMNS)
+                     + "</tr>")
+        for row in found["results"]:
+            parts.append("<tr>" + "".join(f"<td>{_cell(row[k])}</td>" for k, _ in TABLE_COLUMNS) + "</tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p>No results.json found.</p>")
+    for warning in found["warnings"]:
+        parts.append(f'<p class="warn">{html.escape(warning)}</p>')
+    parts.append("<h2>Loss curves</h2>")
+    if loss_figure:
+        parts.append(f'<figure><img alt="loss curves" src="{_data_uri(loss_figure)}">'
+                     "<figcaption>Train (dashed) and validation (solid) loss of every run's train.log."
+                     "</figcaption></figure>")
+    else:
+        parts.append("<p>No training log with loss values found.</p>")
+    parts.append("<h2>Figures</h2>")
+    for path in found["figures"]:
+        rel = html.escape(os.path.relpath(path, root))
+        parts.append(f'<figure><img alt="{rel}" src="{_data_uri(path)}"><figcaption>{rel}</figcaption></figure>')
+    if not found["figures"]:
+        parts.append("<p>No other PNG found.</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

@@ -1,0 +1,95 @@
+"""pn-analyze batch-sweep: the row-driver commands (DRY_RUN=1) and the BLEU plot from results.json."""
+import json
+import shlex
+
+import pytest
+
+from pn_fairseq.cli.analyze import main
+from pn_fairseq.norms import PowerNorm
+
+
+@pytest.fixture
+def pn_counts_updates(monkeypatch):
+    """PN's warm-up counts optimizer updates (the layer has set_num_updates), whatever this checkout's PN does."""
+    monkeypatch.setattr(PowerNorm, "set_num_updates", lambda self, n: None, raising=False)
+
+
+def train_commands(stdout):
+    return [shlex.split(line.split(" 2>&1 | tee")[0]) for line in stdout.splitlines()
+            if line.startswith("fairseq-train ")]
+
+
+def last_value(argv, flag):
+    return argv[len(argv) - 1 - argv[::-1].index(flag) + 1]
+
+
+def test_dry_run_prints_every_command(tmp_path, monkeypatch, capsys, pn_counts_updates):
+    monkeypatch.setenv("DRY_RUN", "1")
+    monkeypatch.setenv("EXTRA_ARGS", "--fp16")  # the user's own extra flags survive
+    out = tmp_path / "sweep"
+    assert main(["batch-sweep", "--dataset", "synthetic", "--rows", "preln,pn", "--out", str(out),
+                 "--micro-tokens", "512,1024,2048", "--total-tokens", "2048"]) == 0
+    captured = capsys.readouterr()
+    commands = train_commands(captured.out)
+    assert len(commands) == 6
+    seen = set()
+    for argv in commands:
+        save_dir = last_value(argv, "--save-dir")
+        row, micro = save_dir.split("/")[-2], int(save_dir.split("/")[-1][2:])
+        assert save_dir == str(out / "runs" / row / f"mt{micro}")
+        # the micro-batch comes last, so it overrides the config's --max-tokens 2048
+        assert argv.count("--max-tokens") == 2 and last_value(argv, "--max-tokens") == str(micro)
+        assert last_value(argv, "--update-freq") == str(2048 // micro)
+        assert "--fp16" in argv
+        seen.add((row, micro))
+    assert seen == {(r, m) for r in ("preln", "pn") for m in (512, 1024, 2048)}
+    assert captured.out.count("--update-freq 4") >= 2  # also in the "# run i/n" headers
+    assert "ran none" in captured.err
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_pn_with_accumulation_refused_without_update_counting(tmp_path, monkeypatch, capsys):
+    monkeypatch.delattr(PowerNorm, "set_num_updates", raising=False)
+    monkeypatch.setenv("DRY_RUN", "1")
+    args = ["batch-sweep", "--dataset", "synthetic", "--out", str(tmp_path)]
+    assert main(args + ["--rows", "preln,pn"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("pn-analyze batch-sweep: error: row 'pn' at 512 tokens needs --update-freq 8")
+    assert "set_num_updates" in err[-1]
+    # without accumulation PN is fine, and other rows are never refused
+    assert main(args + ["--rows", "pn", "--micro-tokens", "4096"]) == 0
+    assert main(args + ["--rows", "preln,bn,pnv"]) == 0
+
+
+def result(row, bleu):
+    return {"row": row, "dataset": "synthetic", "bleu_main": bleu,
+            "bleu": {"fairseq": bleu, "sacrebleu_tok_none": bleu, "compound_split": None, "sacrebleu_detok": None},
+            "sacrebleu_signature": None, "paper_bleu": None, "updates": 300, "wall_time_s": 60.0,
+            "checkpoint": "checkpoint_last.pt", "run_dir": "x"}
+
+
+def test_collect_plots_bleu_per_row(tmp_path, capsys, pn_counts_updates):
+    bleu = {("preln", 512): 20.5, ("preln", 4096): 25.0, ("pn", 512): 22.25, ("pn", 4096): 24.0}
+    for (row, micro), value in bleu.items():
+        run = tmp_path / "runs" / row / f"mt{micro}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps(result(row, value)))
+    assert main(["batch-sweep", "--dataset", "synthetic", "--rows", "preln,pn", "--out", str(tmp_path),
+                 "--micro-tokens", "512,1024,4096", "--collect-only"]) == 0
+    data = json.loads((tmp_path / "batch-sweep.json").read_text())
+    assert (tmp_path / "batch-sweep.png").stat().st_size > 1000
+    for row in ("preln", "pn"):
+        points = {p["micro_tokens"]: (p["bleu"], p["update_freq"]) for p in data["rows"][row]}
+        assert points == {512: (bleu[(row, 512)], 8), 1024: (None, 4), 4096: (bleu[(row, 4096)], 1)}
+    assert capsys.readouterr().err.count("no results.json yet") == 2
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--dataset", "nope", "--rows", "pn"], "unknown dataset 'nope'"),
+    (["--dataset", "synthetic", "--rows", "preln,ln"], "unknown row 'ln' for synthetic"),
+    (["--dataset", "synthetic", "--rows", "preln", "--micro-tokens", "3000"], "does not divide"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, args, expected):
+    assert main(["batch-sweep", *args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pn-analyze batch-sweep: error: ") and expected in err[0]
