@@ -21,7 +21,6 @@ def test_unknown_name_lists_valid_choices():
     "name, options, message",
     [
         ("power", dict(groups=3), "not divisible by groups=3"),
-        ("power", dict(groups=0, variant="paper"), "groups must be a positive integer"),
         ("power", dict(groups=-1), r"groups must be an integer >= 0 \(0 = no group scaling\)"),
         ("batch", dict(sync_stats=1), "sync_stats must be True or False"),
         ("power", dict(alpha_fwd=1.0), r"alpha_fwd must lie in \(0, 1\)"),

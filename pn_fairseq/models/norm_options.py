@@ -43,8 +43,9 @@ def add_norm_args(parser):
                    help="PN reference variant: forward calls that use batch statistics "
                         "(default: --warmup-updates)")
     g.add_argument("--pn-groups", type=int,
-                   help="PN reference variant: group-scaling groups (default: the attention heads; "
-                        "0 = no group scaling)")
+                   help="PN group scaling: each position's channels in this many groups divided by their RMS "
+                        "first (default: the attention heads for --norm-variant reference, as the released "
+                        "code; 0 for paper); 0 = no group scaling")
     g.add_argument("--norm-momentum", type=float,
                    help="momentum of BN's and PN-V's running statistics (0.05)")
     g.add_argument("--norm-sync-stats", action="store_true", default=None,
@@ -90,7 +91,7 @@ def build_side_norm(cfg, side: str, embed_dim: int, heads: int):
             alpha_fwd=cfg.pn_alpha_fwd,
             alpha_bkw=cfg.pn_alpha_bkw,
             warmup_updates=cfg.pn_warmup_updates,
-            groups=heads if cfg.pn_groups is None else cfg.pn_groups,
+            groups=cfg.pn_groups if cfg.pn_groups is not None else (heads if cfg.norm_variant == "reference" else 0),
         )
     else:
         raise PNUserError(f"unknown --{'' if side == 'encoder' else 'decoder-'}norm-type {name!r}; "

@@ -24,8 +24,11 @@ class PowerNorm(NormBase):
     ``groups`` channel groups first; batch statistics in the forward for the first
     ``warmup_updates`` training calls; a cumulative average before the EMA while
     ``k < warmup_updates``; the backward divides by the *batch* quadratic mean; ``nu``'s
-    mean runs over all ``T * B`` positions, padding included. ``groups=0`` turns the group
-    scaling off (the ablation the authors' users ask about); the rest stays as released.
+    mean runs over all ``T * B`` positions, padding included.
+
+    Group scaling is a switch of both variants (the ablation the authors' users ask about):
+    ``groups=G > 0`` divides each position's G channel groups by their RMS first, ``groups=0``
+    does not. Defaults: 1 for ``reference`` (fairseq flags: the attention heads), 0 for ``paper``.
 
     Warm-up clock: a layer used alone counts training forward calls, as the released code
     (``k``, 1 on the first call: batch statistics while ``k <= W``, cumulative average while
@@ -50,7 +53,7 @@ class PowerNorm(NormBase):
         alpha_fwd: float = 0.9,
         alpha_bkw: float = 0.9,
         warmup_updates: int = 0,
-        groups: int = 1,
+        groups: Optional[int] = None,
         eps: float = 1e-5,
         sync_stats: bool = False,
     ):
@@ -59,7 +62,9 @@ class PowerNorm(NormBase):
         check_unit_interval("alpha_fwd", alpha_fwd)
         check_unit_interval("alpha_bkw", alpha_bkw)
         check_warmup(warmup_updates)
-        check_groups(embed_dim, groups, allow_zero=variant == "reference")
+        if groups is None:  # the released code scales by the whole row; the paper does not scale
+            groups = 1 if variant == "reference" else 0
+        check_groups(embed_dim, groups, allow_zero=True)
         check_eps(eps)
         self.embed_dim, self.variant, self.eps = embed_dim, variant, eps
         self.alpha_fwd, self.alpha_bkw = alpha_fwd, alpha_bkw
@@ -104,7 +109,8 @@ class PowerNorm(NormBase):
     def extra_repr(self):
         s = f"{self.embed_dim}, variant={self.variant}, alpha_fwd={self.alpha_fwd}, alpha_bkw={self.alpha_bkw}"
         if self.variant == "reference":
-            s += f", warmup_updates={self.warmup_updates}, groups={self.groups}"
+            s += f", warmup_updates={self.warmup_updates}"
+        s += f", groups={self.groups}"
         s += f", eps={self.eps}"
         return s + (", sync_stats=True" if self.sync_stats else "")
 
@@ -114,7 +120,7 @@ class PowerNorm(NormBase):
         xf = x2d.to(sd)
         w, b = self.weight.to(sd), self.bias.to(sd)
         reference = self.variant == "reference"
-        scaled = reference and self.groups > 0
+        scaled = self.groups > 0
         if not self.training:
             if scaled:
                 xf = rms_scale(xf, self.groups, self.eps)
@@ -127,9 +133,7 @@ class PowerNorm(NormBase):
             if scaled:
                 r = group_rms(xf, self.groups, self.eps)
                 xs = scale_groups(xf, r)
-            elif reference:
-                xs = xf.clone()  # PowerNormFn turns xs into z in place
-            fwd_rstd, bkw_rstd = self._update_statistics(xs if reference else xf, keep, group)
+            fwd_rstd, bkw_rstd = self._update_statistics(xs if scaled else xf, keep, group)
         y = PowerNormFn.apply(
             xf, xs, r, keep, w, b, fwd_rstd, bkw_rstd, self.running_nu, self.alpha_bkw, reference,
             not self.dummy_batch, group,
