@@ -1,4 +1,6 @@
-"""Validation curves (e.g. valid loss against updates) of fairseq-train runs: read and drawn.
+"""Validation curves (e.g. valid loss against updates) of fairseq-train runs: read and drawn;
+and the BLEU-per-row figure (:func:`plot_bleu_per_row`, its numbers from
+:func:`pn_fairseq.results.bleu_per_row`).
 
 The library of ``pn-plot`` (:mod:`pn_fairseq.cli.plot`).
 
@@ -103,6 +105,49 @@ def plot_runs(curves, output, metric, title=None):
     ax.legend()
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    with atomic_output(output) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def plot_bleu_per_row(per_dataset, output, title=None):
+    """BLEU per row, one panel per dataset: each seed a point, the mean a bar with its 95% interval.
+
+    ``per_dataset``: :func:`pn_fairseq.results.bleu_per_row`. With one seed there is no interval
+    (the row shows its single point and the mean bar on it); a row with unfinished or missing
+    seeds is labelled ``(partial)``. Written to the PNG ``output``, atomically.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not per_dataset:
+        raise LogError("no finished runs to plot")
+    n = len(per_dataset)
+    width = max(4.0, 1.2 * max(len(rows) for rows in per_dataset.values()) + 1.5)
+    fig = Figure(figsize=(width * n, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, (dataset, rows) in enumerate(per_dataset.items()):
+        ax = fig.add_subplot(1, n, k + 1)
+        for x, entry in enumerate(rows):
+            bleus = entry["bleus"]
+            offsets = [0.0] if len(bleus) == 1 else [-0.15 + 0.3 * i / (len(bleus) - 1) for i in range(len(bleus))]
+            ax.scatter([x + o for o in offsets], bleus, s=22, color="tab:blue", alpha=0.7, zorder=3,
+                       label="seed" if x == 0 else None)
+            ci = entry["ci95"]
+            if ci is not None:
+                ax.errorbar([x], [entry["mean"]], yerr=[[entry["mean"] - ci[0]], [ci[1] - entry["mean"]]],
+                            fmt="none", ecolor="black", capsize=6, zorder=2,
+                            label="95% CI of the mean" if x == 0 else None)
+            ax.hlines(entry["mean"], x - 0.25, x + 0.25, colors="black", linewidth=2, zorder=4,
+                      label="mean" if x == 0 else None)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([e["row"] + ("" if e["complete"] else "\n(partial)") + f"\nn={len(e['bleus'])}"
+                            for e in rows])
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.set_ylabel("BLEU")
+        ax.set_title(f"{title}: {dataset}" if title else dataset)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize="small")
     fig.tight_layout()
     with atomic_output(output) as tmp:
         fig.savefig(tmp, format="png")

@@ -29,12 +29,30 @@ Each experiment ("row script") writes one ``results.json`` into its run director
     }
 
 ``pn-score --json`` writes the ``bleu``, ``bleu_main`` and ``sacrebleu_signature`` entries
-in this form. Extra keys are allowed and ignored.
+in this form. Extra keys are allowed and ignored; the row scripts add ``seed``,
+``averaged_checkpoints``, ``beam``, ``lenpen`` and ``texts`` (the names of the sorted
+hypothesis/reference files beside results.json, see :mod:`pn_fairseq.significance`).
+
+Seeds
+-----
+Runs of the same row and dataset are grouped (:class:`RowGroup`): one run per seed, the seed
+taken from results.json's ``seed``, else from the ``--seed`` of the run's ``train.done``, else
+from a run directory named ``seed<k>``. A group reports the mean, the standard deviation
+(n - 1) and the 95% Student-t interval of the mean of its finished seeds' ``bleu_main``, and
+says what it lacks: a seed directory beside the others without results.json is *unfinished*
+(training, stopped, or trained but not scored), and a seed that other rows of the dataset have
+is *missing*. Neither is averaged in, and the table says so. Two results for the same row,
+dataset and seed are an error.
 """
+import dataclasses
 import json
 import numbers
 import os
+import re
+import shlex
+import statistics
 import sys
+from typing import List, Optional
 
 from pn_dataprep.atomic import write_text_atomic
 from pn_fairseq.scoring import PAPER_BLEU
@@ -53,7 +71,7 @@ RESULTS_SCHEMA_KEYS = (
 )
 BLEU_KEYS = ("fairseq", "sacrebleu_tok_none", "compound_split", "sacrebleu_detok")
 
-# Table order and labels: PowerNorm's Table 1 first, then the Pre-LN paper's rows.
+# Table order and labels: PowerNorm's Table 1 first, then the Pre-LN paper's rows, then ablations.
 ROWS = {
     "preln": "Transformer-LN (Pre-LN)",
     "bn": "Transformer-BN",
@@ -64,6 +82,10 @@ ROWS = {
     "postln-warmup500": "Post-LN, warm-up 500",
     "postln-nowarmup": "Post-LN, no warm-up",
     "preln-nowarmup": "Pre-LN, no warm-up",
+    # The group-scaling ablation of PN (configs/*/pn-nogroup.conf, pn-paper*.conf).
+    "pn-nogroup": "PN, no group scaling",
+    "pn-paper": "PN, paper algorithm",
+    "pn-paper-group": "PN, paper algorithm + group scaling",
 }
 DATASETS = {"iwslt14": "IWSLT14", "wmt14": "WMT14", "multi30k": "Multi30k", "synthetic": "synthetic"}
 MISSING = "—"
@@ -120,40 +142,206 @@ def load_result(path):
     return validate_result(data, path)
 
 
-def find_result_files(paths):
-    """results.json files: each path itself, or every results.json below a directory."""
-    files = []
+def _walk(paths):
+    """results.json files under ``paths``, and run directories without one (unfinished runs)."""
+    files, unfinished = [], []
     for path in paths:
         if os.path.isdir(path):
             for root, dirs, names in os.walk(path):
                 dirs.sort()
                 if "results.json" in names:
                     files.append(os.path.join(root, "results.json"))
+                elif any(name in names for name in _RUN_MARKERS):
+                    unfinished.append(root)
         elif os.path.isfile(path):
             files.append(path)
         else:
             raise ResultsError(f"{path}: no such file or directory")
-    return files
+    return files, unfinished
 
 
-def collect(paths, warn=None):
-    """Map (row, dataset) -> (path, result) for the results.json files under ``paths``."""
+def find_result_files(paths):
+    """results.json files: each path itself, or every results.json below a directory."""
+    return _walk(paths)[0]
+
+
+_RUN_MARKERS = ("train.log", "train.done", "checkpoint_last.pt")
+_SEED_DIR_RE = re.compile(r"seed(\d+)")
+_LOGGED_UPDATES_RE = re.compile(r'num_updates": "?(\d+)')
+
+
+def _seed_from_train_done(run_dir):
+    try:
+        with open(os.path.join(run_dir, "train.done"), encoding="utf-8") as f:
+            argv = shlex.split(f.readline())
+    except (OSError, ValueError):
+        return None
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--seed" and value.isdigit():
+            return int(value)
+    return None
+
+
+def run_seed(run_dir, result=None):
+    """The seed of a run: results.json's ``seed``, train.done's ``--seed``, or a ``seed<k>`` directory name."""
+    if result is not None and isinstance(result.get("seed"), int) and not isinstance(result.get("seed"), bool):
+        return result["seed"]
+    seed = _seed_from_train_done(run_dir)
+    if seed is not None:
+        return seed
+    match = _SEED_DIR_RE.fullmatch(os.path.basename(os.path.normpath(run_dir)))
+    return int(match.group(1)) if match else None
+
+
+def unfinished_state(run_dir):
+    """What an unfinished run directory holds, in words."""
+    if os.path.isfile(os.path.join(run_dir, "train.done")):
+        return "trained, not scored (no results.json)"
+    last = None
+    try:
+        with open(os.path.join(run_dir, "train.log"), encoding="utf-8", errors="replace") as f:
+            for line in f:
+                for match in _LOGGED_UPDATES_RE.finditer(line):
+                    last = int(match.group(1))
+    except OSError:
+        pass
+    where = f", last logged update {last}" if last is not None else ""
+    return f"training or stopped (no train.done{where})"
+
+
+@dataclasses.dataclass
+class Run:
+    """One finished run: its results.json and seed."""
+
+    path: str
+    result: dict
+    seed: Optional[int]
+
+    @property
+    def run_dir(self):
+        return os.path.dirname(os.path.abspath(self.path))
+
+
+@dataclasses.dataclass
+class Unfinished:
+    """A run directory without results.json."""
+
+    run_dir: str
+    seed: Optional[int]
+    state: str
+
+
+@dataclasses.dataclass
+class RowGroup:
+    """The runs (one per seed) of one row on one dataset; see "Seeds" in the module docstring."""
+
+    row: str
+    dataset: str
+    runs: List[Run] = dataclasses.field(default_factory=list)
+    unfinished: List[Unfinished] = dataclasses.field(default_factory=list)
+    missing_seeds: List[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def bleus(self):
+        return [run.result["bleu_main"] for run in self.runs]
+
+    @property
+    def n(self):
+        return len(self.runs)
+
+    @property
+    def mean(self):
+        return statistics.fmean(self.bleus) if self.runs else None
+
+    @property
+    def std(self):
+        """Sample standard deviation (n - 1); None for fewer than two seeds."""
+        return statistics.stdev(self.bleus) if self.n >= 2 else None
+
+    @property
+    def ci95(self):
+        """95% Student-t interval of the mean over seeds; None for fewer than two seeds."""
+        if self.n < 2:
+            return None
+        from scipy.stats import t
+
+        half = t.ppf(0.975, self.n - 1) * self.std / self.n ** 0.5
+        return self.mean - half, self.mean + half
+
+    @property
+    def complete(self):
+        return not self.unfinished and not self.missing_seeds
+
+    @property
+    def expected(self):
+        return self.n + len(self.unfinished) + len(self.missing_seeds)
+
+    def seed_list(self):
+        return [run.seed for run in self.runs]
+
+    def as_dict(self):
+        ci = self.ci95
+        return {
+            "row": self.row, "dataset": self.dataset, "n_seeds": self.n, "complete": self.complete,
+            "mean": self.mean, "std": self.std, "ci95_of_mean": list(ci) if ci else None,
+            "seeds": [{"seed": run.seed, "bleu": run.result["bleu_main"], "bleu_all": run.result["bleu"],
+                       "updates": run.result["updates"], "wall_time_s": run.result["wall_time_s"],
+                       "results": run.path} for run in self.runs],
+            "unfinished": [dataclasses.asdict(u) for u in self.unfinished],
+            "missing_seeds": self.missing_seeds,
+        }
+
+
+def collect_runs(paths, warn=None):
+    """Group the runs under ``paths``: ({(row, dataset): RowGroup}, [Unfinished runs no group claims])."""
     warn = warn or (lambda message: print(message, file=sys.stderr))
-    table = {}
-    for path in find_result_files(paths):
+    files, unfinished_dirs = _walk(paths)
+    groups, seen = {}, {}
+    for path in files:
         result = load_result(path)
         key = (result["row"], result["dataset"])
-        if key in table:
+        run = Run(path, result, run_seed(os.path.dirname(os.path.abspath(path)), result))
+        seed_key = key + (run.seed,)
+        if seed_key in seen:
+            seed_text = "" if run.seed is None else f" seed {run.seed}"
             raise ResultsError(
-                f"{path}: a second result for row '{key[0]}' on '{key[1]}' (first: {table[key][0]}); "
+                f"{path}: a second result for row '{key[0]}' on '{key[1]}'{seed_text} (first: {seen[seed_key]}); "
                 "pass the runs to compare explicitly"
             )
+        seen[seed_key] = path
         paper = PAPER_BLEU.get(key)
         if paper is not None and result["paper_bleu"] is not None and abs(result["paper_bleu"] - paper.value) > 1e-6:
             warn(f"warning: {path}: paper_bleu {result['paper_bleu']} differs from PAPER_BLEU {paper.value}; "
                  "the table uses PAPER_BLEU")
-        table[key] = (path, result)
-    return table
+        groups.setdefault(key, RowGroup(*key)).runs.append(run)
+    for group in groups.values():
+        group.runs.sort(key=lambda r: (r.seed is None, r.seed or 0))
+    # An unfinished seed<k> directory belongs to the group whose finished seeds sit beside it.
+    by_parent = {}
+    for group in groups.values():
+        for run in group.runs:
+            if _SEED_DIR_RE.fullmatch(os.path.basename(run.run_dir)):
+                by_parent.setdefault(os.path.dirname(run.run_dir), group)
+    orphans = []
+    for run_dir in unfinished_dirs:
+        run_dir = os.path.abspath(run_dir)
+        item = Unfinished(run_dir, run_seed(run_dir), unfinished_state(run_dir))
+        group = by_parent.get(os.path.dirname(run_dir)) if _SEED_DIR_RE.fullmatch(os.path.basename(run_dir)) else None
+        (group.unfinished if group else orphans).append(item)
+    # A seed that other rows of the dataset have, finished or not, is missing from a row without it.
+    for dataset in {d for _, d in groups}:
+        members = [g for (_, d), g in groups.items() if d == dataset]
+        every = {s for g in members for s in g.seed_list() + [u.seed for u in g.unfinished] if s is not None}
+        for g in members:
+            have = set(g.seed_list()) | {u.seed for u in g.unfinished}
+            if None not in g.seed_list():
+                g.missing_seeds = sorted(every - have)
+    return groups, orphans
+
+
+def collect(paths, warn=None):
+    """Map (row, dataset) -> :class:`RowGroup` for the results.json files under ``paths``."""
+    return collect_runs(paths, warn)[0]
 
 
 def _format_paper(value, approx):
@@ -183,47 +371,160 @@ def _number(value):
     return MISSING if value is None else f"{value:.2f}"
 
 
-def render_table(table):
-    """The markdown report for :func:`collect`'s mapping."""
+def _measured_text(group):
+    if group is None or not group.runs:
+        return None
+    text = f"{group.mean:.2f}"
+    if group.n > 1:
+        text += f" ± {group.std:.2f}"
+    if group.n > 1 or not group.complete:
+        text += f" [{group.n} seeds]" if group.complete else f" [{group.n} of {group.expected} seeds]"
+    return text
+
+
+def _cell(group, paper_value, approx):
+    measured = None if group is None or not group.runs else group.mean
+    cell = format_cell(measured, paper_value, approx)
+    text = _measured_text(group)
+    if text is not None:
+        cell = cell.replace(f"{measured:.2f}", text, 1)
+    return cell
+
+
+def _seed_text(seed):
+    return "?" if seed is None else str(seed)
+
+
+def _dataset_sections(groups, dataset, comparison):
+    """Per-dataset markdown: the seeds table, and the significance tables of ``comparison``."""
+    members = [groups[(row, dataset)] for row in ROWS if (row, dataset) in groups]
+    multi = any(g.n > 1 or not g.complete for g in members)
+    lines = []
+    name = DATASETS[dataset]
+    if multi:
+        lines += ["", f"### {name}: seeds", "",
+                  "| row | seeds | BLEU mean ± std | 95% CI of the mean | per seed (seed: BLEU) |",
+                  "|---|---|---|---|---|"]
+        for g in members:
+            seeds = str(g.n) if g.complete else f"{g.n} of {g.expected}"
+            mean = f"{g.mean:.2f}" + (f" ± {g.std:.2f}" if g.std is not None else "") if g.runs else MISSING
+            ci = f"[{g.ci95[0]:.2f}, {g.ci95[1]:.2f}]" if g.ci95 else MISSING
+            per_seed = [f"{_seed_text(r.seed)}: {r.result['bleu_main']:.2f}" for r in g.runs]
+            per_seed += [f"{_seed_text(u.seed)}: unfinished" for u in g.unfinished]
+            per_seed += [f"{s}: missing" for s in g.missing_seeds]
+            lines.append(f"| {g.row} | {seeds} | {mean} | {ci} | {', '.join(per_seed)} |")
+        lines += ["", "Mean and standard deviation (n - 1) over the finished seeds; the interval is Student's t "
+                  "over seeds. Unfinished or missing seeds are not averaged in."]
+        for g in members:
+            for u in g.unfinished:
+                lines.append(f"- {g.row} seed {_seed_text(u.seed)}: {u.state}: {u.run_dir}")
+            if g.missing_seeds:
+                lines.append(f"- {g.row}: no run for seed(s) {', '.join(map(str, g.missing_seeds))} "
+                             "(other rows of this dataset have them)")
+    if comparison is None:
+        return lines
+    base = comparison["baseline"]
+    for definition, entry in comparison["definitions"].items():
+        if not entry["rows"]:
+            continue
+        lines += ["", f"### {name}: paired bootstrap against {base} ({entry['label']})", "",
+                  f"| row | seed pairs | Δ BLEU vs {base} | 95% CI of Δ | p | per seed pair: Δ [95% CI] p |",
+                  "|---|---|---|---|---|---|"]
+        for row in ROWS:
+            if row not in entry["rows"]:
+                continue
+            r = entry["rows"][row]
+            pooled = r["pooled"]
+            seeds = ", ".join(_seed_text(s) for s in r["seeds"]) + (" (pooled)" if len(r["pairs"]) > 1 else "")
+            pairs = "; ".join(f"{_seed_text(pair['seed'])}: {_delta(pair)} {_interval(pair)} {_p(pair['p_value'])}"
+                              for pair in r["pairs"])
+            lines.append(f"| {row} | {seeds} | {_delta(pooled)} | {_interval(pooled)} | {_p(pooled['p_value'])} "
+                         f"| {pairs} |")
+        lines += ["", f"Δ: the row's BLEU minus {base}'s, * where p < {comparison['alpha']:g}. sacrebleu's paired "
+                  f"bootstrap ({comparison['n_samples']} resamples, seed {comparison['seed']}) on the test set; "
+                  "with several seeds, seed k of the row is paired with seed k of the baseline and the pooled "
+                  "test runs on the pairs' outputs concatenated."]
+    for note in comparison["notes"]:
+        lines.append(f"- {note}")
+    return lines
+
+
+def _delta(entry):
+    return f"{entry['delta']:+.2f}" + ("*" if entry["significant"] else "")
+
+
+def _interval(entry):
+    return f"[{entry['ci_low']:+.2f}, {entry['ci_high']:+.2f}]"
+
+
+def _p(p_value):
+    return "< 0.001" if p_value < 0.001 else f"{p_value:.3f}"
+
+
+def render_table(table, comparisons=None, orphans=()):
+    """The markdown report for :func:`collect`'s mapping (groups of seeds).
+
+    ``comparisons``: {dataset: :func:`pn_fairseq.significance.compare_dataset` report};
+    ``orphans``: unfinished runs no row claims (:func:`collect_runs`).
+    """
+    comparisons = comparisons or {}
     lines = ["| Model | " + " | ".join(DATASETS.values()) + " |", "|---" * (len(DATASETS) + 1) + "|"]
     for row, label in ROWS.items():
         cells = []
         for dataset in DATASETS:
-            entry = table.get((row, dataset))
-            result = entry[1] if entry else None
+            group = table.get((row, dataset))
+            result = group.runs[0].result if group and group.runs else None
             paper_value, approx = _paper_for((row, dataset), result)
-            cells.append(format_cell(result["bleu_main"] if result else None, paper_value, approx))
+            cells.append(_cell(group, paper_value, approx))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Cells: measured BLEU (paper, measured - paper); ~ marks a number the paper gives only "
-        f"approximately; {MISSING}: not run / not reported.",
+        f"approximately; {MISSING}: not run / not reported. With several seeds: mean ± standard "
+        "deviation [finished seeds, of those expected].",
     ]
+    for dataset in DATASETS:
+        if any(d == dataset for _, d in table) or dataset in comparisons:
+            lines += _dataset_sections(table, dataset, comparisons.get(dataset))
+    if orphans:
+        lines += ["", "Unfinished runs (no results.json):"]
+        lines += [f"- {u.run_dir}: {u.state}" for u in orphans]
     if table:
         lines += [
             "",
-            "| row | dataset | BLEU | fairseq | sacrebleu tok:none | compound split | sacrebleu detok "
+            "| row | dataset | seed | BLEU | fairseq | sacrebleu tok:none | compound split | sacrebleu detok "
             "| updates | wall time (h) | checkpoint |",
-            "|---" * 10 + "|",
+            "|---" * 11 + "|",
         ]
         signatures = []
         for row in ROWS:
             for dataset in DATASETS:
                 if (row, dataset) not in table:
                     continue
-                path, r = table[(row, dataset)]
-                b = r["bleu"]
-                lines.append(
-                    f"| {row} | {dataset} | {r['bleu_main']:.2f} | {_number(b['fairseq'])} "
-                    f"| {_number(b['sacrebleu_tok_none'])} | {_number(b['compound_split'])} "
-                    f"| {_number(b['sacrebleu_detok'])} | {r['updates']} | {r['wall_time_s'] / 3600:.2f} "
-                    f"| {r['checkpoint']} |"
-                )
-                if r["sacrebleu_signature"]:
-                    signatures.append(f"- {row} / {dataset}: `{r['sacrebleu_signature']}`")
+                for run in table[(row, dataset)].runs:
+                    r = run.result
+                    b = r["bleu"]
+                    lines.append(
+                        f"| {row} | {dataset} | {_seed_text(run.seed)} | {r['bleu_main']:.2f} | {_number(b['fairseq'])} "
+                        f"| {_number(b['sacrebleu_tok_none'])} | {_number(b['compound_split'])} "
+                        f"| {_number(b['sacrebleu_detok'])} | {r['updates']} | {r['wall_time_s'] / 3600:.2f} "
+                        f"| {r['checkpoint']} |"
+                    )
+                    signature = f"- {row} / {dataset}: `{r['sacrebleu_signature']}`"
+                    if r["sacrebleu_signature"] and signature not in signatures:
+                        signatures.append(signature)
         if signatures:
             lines += ["", "sacrebleu signatures:"] + signatures
     return "\n".join(lines) + "\n"
+
+
+def summary_json(table, comparisons=None, orphans=()):
+    """The JSON report: every row's seeds (each seed's BLEU), mean, std, and the significance tests."""
+    return {
+        "rows": [table[(row, dataset)].as_dict() for row in ROWS for dataset in DATASETS if (row, dataset) in table],
+        "significance": [comparisons[d] for d in DATASETS if comparisons and d in comparisons],
+        "unfinished": [dataclasses.asdict(u) for u in orphans],
+    }
 
 
 def build_result(scores, *, row, dataset, paper_bleu, updates, wall_time_s, checkpoint, run_dir,
@@ -250,3 +551,20 @@ def write_result(path, result):
     """Check ``result`` against the contract and write it to ``path`` as JSON, atomically."""
     validate_result(result, path)
     write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+
+
+def bleu_per_row(table):
+    """What the BLEU-per-row plot shows, per dataset in table order:
+    ``{dataset: [{"row", "seeds", "bleus", "mean", "ci95", "complete"}]}`` (``ci95``: the Student-t
+    interval of the mean over seeds, None for one seed)."""
+    out = {}
+    for dataset in DATASETS:
+        for row in ROWS:
+            group = table.get((row, dataset))
+            if group is None or not group.runs:
+                continue
+            out.setdefault(dataset, []).append({
+                "row": row, "seeds": group.seed_list(), "bleus": group.bleus, "mean": group.mean,
+                "ci95": group.ci95, "complete": group.complete,
+            })
+    return out

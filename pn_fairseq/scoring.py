@@ -219,9 +219,23 @@ def sacrebleu_tokenized(hypotheses, references):
     multi-bleu's rounding to two decimals. ``force=True`` only silences sacrebleu's warning
     that the input looks tokenized, which here is intended.
     """
-    metric = sacrebleu.BLEU(tokenize="none", force=True)
+    metric = tokenized_metric()
     result = metric.corpus_score(list(hypotheses), [list(references)])
     return result, str(metric.get_signature())
+
+
+def tokenized_metric():
+    """The sacrebleu metric of tokenized BLEU (the ``tokenized`` scheme and WMT14's compound split).
+
+    One definition for the row's score and for the paired bootstrap of
+    :mod:`pn_fairseq.significance`, so that the two can never disagree.
+    """
+    return sacrebleu.BLEU(tokenize="none", force=True)
+
+
+def detokenized_metric():
+    """The sacrebleu metric of WMT14's detokenized BLEU (sacrebleu's defaults: 13a, mixed case)."""
+    return sacrebleu.BLEU()
 
 
 def detokenize(lines, lang):
@@ -236,7 +250,7 @@ def sacrebleu_detokenized(hypotheses, raw_references, lang="de"):
     """Detokenized BLEU: Moses-detokenized hypotheses vs raw references, sacrebleu's defaults."""
     if len(hypotheses) != len(raw_references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(raw_references)} raw references")
-    metric = sacrebleu.BLEU()
+    metric = detokenized_metric()
     result = metric.corpus_score(detokenize(hypotheses, lang), [list(raw_references)])
     return result, str(metric.get_signature())
 

@@ -56,7 +56,7 @@ def test_table(tmp_path, capsys):
         "| Post-LN, no warm-up | — (8.45) | — | — | — |",
         "| Pre-LN, no warm-up | 34.50 (~34, +0.50) | — | — | — |",
     ]
-    assert f"| bn | wmt14 | 28.00 | 27.50 | 27.50 | 28.00 | 27.10 | 1000 | 2.00 | {runs}/wmt14-bn/checkpoint_avg.pt |" in lines
+    assert f"| bn | wmt14 | ? | 28.00 | 27.50 | 27.50 | 28.00 | 27.10 | 1000 | 2.00 | {runs}/wmt14-bn/checkpoint_avg.pt |" in lines
 
 
 def test_explicit_files_and_paper_fallback(tmp_path):

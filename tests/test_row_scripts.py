@@ -138,6 +138,9 @@ def test_one_row_end_to_end_then_not_retrained(data_bin, tmp_path):
     assert os.path.exists(result["checkpoint"])
     gen = (save / "generate-test.txt").read_text()
     assert len(re.findall(r"^H-\d+", gen, flags=re.M)) == 12
+    # the sorted texts pn-results compares, and the seed, beside results.json
+    assert len((save / "test.hyp.txt").read_text().splitlines()) == len((save / "test.ref.txt").read_text().splitlines()) == 12
+    assert result["seed"] == 1 and result["texts"]["hypotheses"] == "test.hyp.txt"
     mtime = (save / "checkpoint_last.pt").stat().st_mtime
     second = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True, text=True, env=env)
     assert second.returncode == 0 and "already finished" in second.stderr

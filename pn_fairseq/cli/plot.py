@@ -1,12 +1,15 @@
-"""``pn-plot``: validation curves (e.g. valid loss against updates) of several runs.
+"""``pn-plot``: validation curves (e.g. valid loss against updates) of several runs, or
+(``--bleu``) BLEU per row with each seed as a point and the mean with its 95% interval.
 
-Reads each run's ``train.log`` (fairseq's json or simple log format): :mod:`pn_fairseq.curves`.
+Reads each run's ``train.log`` (fairseq's json or simple log format): :mod:`pn_fairseq.curves`;
+``--bleu`` reads results.json files as ``pn-results`` does (:mod:`pn_fairseq.results`).
 """
 import argparse
 import sys
 
 from pn_fairseq.cli import quiet_library_logging
-from pn_fairseq.curves import LogError, parse_validation_log, plot_runs, run_log_path
+from pn_fairseq.curves import LogError, parse_validation_log, plot_bleu_per_row, plot_runs, run_log_path
+from pn_fairseq.results import ResultsError, bleu_per_row, collect
 
 
 def _name_dir(text):
@@ -21,8 +24,12 @@ def build_parser():
         prog="pn-plot",
         description="Plot a validation metric against updates for several fairseq-train runs.",
     )
-    parser.add_argument("--runs", required=True, nargs="+", type=_name_dir, metavar="NAME=DIR",
-                        help="legend name and run directory (its train.log is read), or the log file itself")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--runs", nargs="+", type=_name_dir, metavar="NAME=DIR",
+                      help="legend name and run directory (its train.log is read), or the log file itself")
+    what.add_argument("--bleu", nargs="+", metavar="PATH",
+                      help="BLEU per row instead: results.json files or directories searched for them "
+                      "(seeds of a row are grouped as pn-results does)")
     parser.add_argument("--output", required=True, metavar="PLOT.png", help="PNG to write (atomically)")
     parser.add_argument("--metric", default="valid_loss",
                         help="validation statistic to plot, e.g. valid_loss, valid_nll_loss, valid_ppl "
@@ -35,6 +42,8 @@ def build_parser():
 def main(argv=None):
     quiet_library_logging()
     args = build_parser().parse_args(argv)
+    if args.bleu:
+        return _plot_bleu(args)
     curves = {}
     try:
         for name, directory in args.runs:
@@ -47,6 +56,21 @@ def main(argv=None):
     except LogError as err:
         raise SystemExit(f"pn-plot: error: {err}") from None
     plot_runs(curves, args.output, args.metric, args.title)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _plot_bleu(args):
+    try:
+        per_dataset = bleu_per_row(collect(args.bleu))
+        for dataset, rows in per_dataset.items():
+            for e in rows:
+                ci = "" if e["ci95"] is None else f", 95% CI [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]"
+                print(f"{dataset} {e['row']}: {len(e['bleus'])} seed(s), mean {e['mean']:.2f}{ci}"
+                      + ("" if e["complete"] else " (partial)"))
+        plot_bleu_per_row(per_dataset, args.output, args.title)
+    except (OSError, ResultsError, LogError) as err:
+        raise SystemExit(f"pn-plot: error: {err}") from None
     print(f"wrote {args.output}")
     return 0
 

@@ -1,23 +1,38 @@
 """``pn-results``: collect ``results.json`` files into a table laid out like PowerNorm's Table 1.
 
-The ``results.json`` contract, collection and rendering: :mod:`pn_fairseq.results`.
+Runs of the same row and dataset (one per seed) are grouped into mean, standard deviation and
+seed count; every row is compared with the baseline row (``--baseline``, default ``preln``
+where a dataset has it) by sacrebleu's paired bootstrap.
+
+The ``results.json`` contract, collection, seeds and rendering: :mod:`pn_fairseq.results`;
+the significance tests: :mod:`pn_fairseq.significance`.
 """
 import argparse
+import json
 import sys
 
 from pn_dataprep.atomic import write_text_atomic
+from pn_fairseq import significance
 from pn_fairseq.cli import quiet_library_logging
-from pn_fairseq.results import ResultsError, collect, render_table
+from pn_fairseq.results import ResultsError, collect_runs, render_table, summary_json
+from pn_fairseq.scoring import ScoringError
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="pn-results",
-        description="Collect results.json files into a markdown table like PowerNorm's Table 1.",
+        description="Collect results.json files into a markdown table like PowerNorm's Table 1, group "
+        "seeds, and test every row against a baseline row (sacrebleu's paired bootstrap).",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="results.json files, or directories searched recursively for them")
     parser.add_argument("--output", metavar="FILE.md", help="also write the table here (atomically)")
+    parser.add_argument("--json", metavar="FILE.json",
+                        help="also write every row's seeds, mean, std and the tests here (atomically)")
+    parser.add_argument("--baseline", metavar="ROW",
+                        help="row every other row is tested against (default: preln where a dataset has it)")
+    parser.add_argument("--no-significance", action="store_true",
+                        help="skip the paired bootstrap (and deriving the runs' text files)")
     return parser
 
 
@@ -25,15 +40,23 @@ def main(argv=None):
     quiet_library_logging()
     args = build_parser().parse_args(argv)
     try:
-        table = collect(args.paths)
-    except (OSError, ResultsError) as err:
+        table, orphans = collect_runs(args.paths)
+        comparisons = {}
+        if not args.no_significance:
+            for dataset in sorted({d for _, d in table}):
+                baseline = args.baseline or significance.default_baseline(table, dataset)
+                if baseline is not None:
+                    comparisons[dataset] = significance.compare_dataset(table, dataset, baseline)
+    except (OSError, ResultsError, ScoringError, significance.SignificanceError) as err:
         raise SystemExit(f"pn-results: error: {err}") from None
     if not table:
         print(f"warning: no results.json under {' '.join(args.paths)}", file=sys.stderr)
-    text = render_table(table)
+    text = render_table(table, comparisons, orphans)
     sys.stdout.write(text)
     if args.output:
         write_text_atomic(args.output, text)
+    if args.json:
+        write_text_atomic(args.json, json.dumps(summary_json(table, comparisons, orphans), indent=2) + "\n")
     return 0
 
 
