@@ -248,3 +248,6 @@ def test_pn_results_table_and_json(tmp_path, write_run, capsys):
     assert "paired bootstrap against bn" in capsys.readouterr().out
     assert results_cli.main([str(tmp_path / "runs"), "--no-significance"]) == 0
     assert "paired bootstrap" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        results_cli.main([str(tmp_path / "runs"), "--baseline", "ln"])
+    assert "unknown row 'ln'" in capsys.readouterr().err

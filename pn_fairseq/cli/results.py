@@ -14,7 +14,7 @@ import sys
 from pn_dataprep.atomic import write_text_atomic
 from pn_fairseq import significance
 from pn_fairseq.cli import quiet_library_logging
-from pn_fairseq.results import ResultsError, collect_runs, render_table, summary_json
+from pn_fairseq.results import ROWS, ResultsError, collect_runs, render_table, summary_json
 from pn_fairseq.scoring import ScoringError
 
 
@@ -38,7 +38,10 @@ def build_parser():
 
 def main(argv=None):
     quiet_library_logging()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.baseline is not None and args.baseline not in ROWS:
+        parser.error(f"--baseline: unknown row '{args.baseline}' (rows: {', '.join(ROWS)})")
     try:
         table, orphans = collect_runs(args.paths)
         comparisons = {}
