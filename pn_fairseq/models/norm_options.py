@@ -20,6 +20,7 @@ NORM_DEFAULTS = {
     "pn_groups": None,
     "norm_momentum": 0.05,
     "norm_sync_stats": False,
+    "log_norm_stats": False,
 }
 
 BATCH_STAT_NORMS = ("batch", "power_v", "power")
@@ -53,6 +54,10 @@ def add_norm_args(parser):
                         "data-parallel workers, so N workers compute what one worker does on their "
                         "concatenated batches (default: each worker keeps its own statistics and "
                         "rank 0's buffers are saved, as the released code did)")
+    g.add_argument("--log-norm-stats", action="store_true", default=None,
+                   help="BN/PN-V/PN: log, per layer and training step, the distance between batch and running "
+                        "statistics and the norms of the backward statistics (PowerNorm Fig. 2-4) as "
+                        "ns.<layer>.<stat>_mean/_max in fairseq's log; plot with 'pn-analyze stats'")
 
 
 def fill_norm_defaults(args):

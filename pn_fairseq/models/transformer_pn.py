@@ -20,6 +20,7 @@ from ..errors import PNUserError
 from ..norms import NormBase, pad_mask_context
 from ..norms.registry import norm_name_of
 from ..tasks import TranslationPNTask
+from . import norm_monitor
 from .layers import PNTransformerDecoderLayer, PNTransformerEncoderLayer, wrap_layer
 from .norm_options import add_norm_args, build_side_norm, fill_norm_defaults
 
@@ -89,7 +90,8 @@ class TransformerPNModel(TransformerModel):
     def build_model(cls, args, task):
         fill_norm_defaults(args)
         model = super().build_model(args, task)
-        norms = [m for m in model.modules() if isinstance(m, NormBase)]
+        model._norms = norm_monitor.attach(model, bool(getattr(args, "log_norm_stats", False)))
+        norms = list(model._norms.values())
         if any(n.sync_stats for n in norms) and dist.is_available() and dist.is_initialized():
             # fairseq's data-parallel group (the whole world unless model parallelism splits it).
             from fairseq.distributed import utils as distributed_utils
@@ -104,6 +106,15 @@ class TransformerPNModel(TransformerModel):
                 "running statistics of BN/PN-V/PN; use --task translation_pn (the row scripts do)",
                 getattr(args, "task", type(task).__name__))
         return model
+
+    def set_num_updates(self, num_updates):
+        """fairseq's hook before every training forward: first stop a run whose norms'
+        statistics stopped being finite during the previous step, then pass the count on."""
+        norms = getattr(self, "_norms", None)
+        if norms:
+            norm_monitor.check_finite(norms, getattr(self, "_last_update", num_updates))
+        self._last_update = num_updates
+        super().set_num_updates(num_updates)
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         """fairseq's loading, after checking that every norm of the checkpoint is of the type

@@ -85,6 +85,11 @@ def all_reduce_sum(tensors: List[torch.Tensor], group) -> List[torch.Tensor]:
     return [part.view_as(t) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
 
 
+def dist_per_channel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(1/d) ||a - b||``: the papers' distance between a batch and a running statistic."""
+    return torch.linalg.vector_norm(a - b.to(a.dtype)) / a.numel()
+
+
 def num_kept(x2d: torch.Tensor, keep: Optional[torch.Tensor]) -> int:
     return x2d.shape[0] if keep is None else int(keep.sum())
 
@@ -106,10 +111,17 @@ class NormBase(nn.Module):
       placeholder (an OOM-skipped batch, a worker out of data). It contributes nothing to
       any statistic, counter or running buffer; with ``sync_stats`` the layer still joins
       the collectives (with zero weight) so that the other workers do not hang.
+    * Monitoring: ``stats_sink(norm, stat, value)`` (set by the model for
+      ``--log-norm-stats``) receives the spec's fluctuation statistics as 0-dim tensors
+      (no host sync); every update of a running buffer leaves a finiteness flag that
+      :meth:`pop_finite_flags` hands to the divergence check (one sync per training step
+      for the whole model, done by the model).
     """
 
     context_pad_mask: Optional[torch.Tensor] = None
     dummy_batch: bool = False
+    stats_sink = None
+    stats_name: Optional[str] = None  # short layer name for logs and errors, e.g. "enc0.ffn"
 
     def __init__(self, sync_stats: bool = False):
         super().__init__()
@@ -117,6 +129,24 @@ class NormBase(nn.Module):
             raise ValueError(f"sync_stats must be True or False; got {sync_stats!r}")
         self.sync_stats = sync_stats
         self.process_group = None
+        self._finite_flags: List[Tuple[str, torch.Tensor]] = []
+
+    @property
+    def logging_stats(self) -> bool:
+        return self.stats_sink is not None and not self.dummy_batch
+
+    def record(self, stat: str, value: torch.Tensor):
+        """Hand one statistic (0-dim tensor) to the sink, if any."""
+        if self.logging_stats:
+            self.stats_sink(self, stat, value.detach())
+
+    def watch_finite(self, name: str, tensor: torch.Tensor):
+        """Remember whether ``tensor`` (a running buffer just updated) is still finite."""
+        self._finite_flags.append((name, torch.isfinite(tensor).all()))
+
+    def pop_finite_flags(self) -> List[Tuple[str, torch.Tensor]]:
+        flags, self._finite_flags = self._finite_flags, []
+        return flags
 
     def resolve_mask(self, pad_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         return self.context_pad_mask if pad_mask is None else pad_mask

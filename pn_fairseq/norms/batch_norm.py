@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 
-from .base import NormBase, all_reduce_sum, flatten, masked_mean, num_kept, stat_dtype
+from .base import NormBase, all_reduce_sum, dist_per_channel, flatten, masked_mean, num_kept, stat_dtype
 from .functional import BatchStatNormFn, rms_scale
 from .validation import check_choice, check_eps, check_unit_interval
 
@@ -85,11 +85,38 @@ class BatchNorm(NormBase):
                 mu = total / count
                 (sq_dev,) = all_reduce_sum([weights @ (xf - mu).pow(2)], group)
                 var = sq_dev / count
+            self._log_forward(mu, var)
             self.running_mean.mul_(1 - self.momentum).add_(mu.to(self.running_mean.dtype), alpha=self.momentum)
             unbiased = var * (n / (n - 1)) if n > 1 else var
             self.running_var.mul_(1 - self.momentum).add_(unbiased.to(self.running_var.dtype), alpha=self.momentum)
             self.num_batches_tracked.add_(1)
-        return BatchStatNormFn.apply(xf, keep, w, b, mu, torch.rsqrt(var + self.eps), True, not self.dummy_batch, group)
+            self._watch_buffers()
+        return BatchStatNormFn.apply(xf, keep, w, b, mu, torch.rsqrt(var + self.eps), True, not self.dummy_batch,
+                                     group, self)
+
+    def _log_forward(self, mu_b, var_b):
+        """(1/d)||mu_B - mu||, (1/d)||sigma2_B - sigma2|| against the buffers before the update."""
+        if self.logging_stats:
+            self.record("mu_dist", dist_per_channel(mu_b.detach(), self.running_mean))
+            self.record("sigma2_dist", dist_per_channel(var_b.detach(), self.running_var))
+
+    def _watch_buffers(self):
+        self.watch_finite("running_mean", self.running_mean)
+        self.watch_finite("running_var", self.running_var)
+
+    def _log_backward(self, y, w, b, keep):
+        """The reference variant's backward runs through autograd: read ||mean_M[g]|| and
+        ||mean_M[g z]|| (g = gamma * dL/dy, z = (y - beta) / gamma) off a gradient hook."""
+        if not self.logging_stats or not y.requires_grad:
+            return
+        z = ((y - b) / w).detach()
+
+        def hook(grad):
+            g = grad.to(z.dtype) * w.detach()
+            self.record("g_mu", torch.linalg.vector_norm(masked_mean(g, keep)))
+            self.record("g_sigma2", torch.linalg.vector_norm(masked_mean(g * z, keep)))
+
+        y.register_hook(hook)
 
     def _forward_reference_synced(self, xs, keep, w, b, group):
         """The reference variant over every worker's rows: padding filled with the global
@@ -111,11 +138,15 @@ class BatchNorm(NormBase):
         sq_dev = dist_nn.all_reduce(weights @ (xs - mu).pow(2), group=group)
         var = sq_dev / n_rows
         with torch.no_grad():
+            self._log_forward(mu, var)
             self.num_batches_tracked.add_(1)
             self.running_mean.mul_(1 - self.momentum).add_(mu.detach().to(self.running_mean.dtype), alpha=self.momentum)
             unbiased = var.detach() * (n_rows / (n_rows - 1)) if n_rows > 1 else var.detach()
             self.running_var.mul_(1 - self.momentum).add_(unbiased.to(self.running_var.dtype), alpha=self.momentum)
-        return (xs - mu) * torch.rsqrt(var + self.eps) * w + b
+            self._watch_buffers()
+        y = (xs - mu) * torch.rsqrt(var + self.eps) * w + b
+        self._log_backward(y, w, b, keep)
+        return y
 
     def _forward_reference(self, xs, keep, w, b):
         if not self.training:
@@ -125,12 +156,19 @@ class BatchNorm(NormBase):
             # so the mean over all T*B rows is mu_B while the variance is divided by T*B.
             xs = torch.where(keep[:, None], xs, masked_mean(xs, keep))
         self.num_batches_tracked.add_(1)
+        if self.logging_stats:
+            with torch.no_grad():
+                mu_b = xs.mean(0)
+                self._log_forward(mu_b, (xs - mu_b).pow(2).mean(0))
         if xs.dtype == self.running_mean.dtype:
-            return F.batch_norm(xs, self.running_mean, self.running_var, w, b, True, self.momentum, self.eps)
-        # float64 input with float32 buffers (or the reverse): update in the input dtype.
-        rm, rv = self.running_mean.to(xs.dtype), self.running_var.to(xs.dtype)
-        y = F.batch_norm(xs, rm, rv, w, b, True, self.momentum, self.eps)
-        with torch.no_grad():
-            self.running_mean.copy_(rm)
-            self.running_var.copy_(rv)
+            y = F.batch_norm(xs, self.running_mean, self.running_var, w, b, True, self.momentum, self.eps)
+        else:
+            # float64 input with float32 buffers (or the reverse): update in the input dtype.
+            rm, rv = self.running_mean.to(xs.dtype), self.running_var.to(xs.dtype)
+            y = F.batch_norm(xs, rm, rv, w, b, True, self.momentum, self.eps)
+            with torch.no_grad():
+                self.running_mean.copy_(rm)
+                self.running_var.copy_(rv)
+        self._watch_buffers()
+        self._log_backward(y, w, b, keep)
         return y

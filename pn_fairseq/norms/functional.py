@@ -39,10 +39,10 @@ class BatchStatNormFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, keep, weight, bias, mu, rstd, center: bool, stats: bool = True, group=None):
+    def forward(ctx, x, keep, weight, bias, mu, rstd, center: bool, stats: bool = True, group=None, monitor=None):
         z = (x - mu) * rstd if center else x * rstd
         ctx.save_for_backward(z, keep, weight, rstd)
-        ctx.center, ctx.stats, ctx.group = center, stats, group
+        ctx.center, ctx.stats, ctx.group, ctx.monitor = center, stats, group, monitor
         return torch.addcmul(bias, z, weight)
 
     @staticmethod
@@ -62,9 +62,14 @@ class BatchStatNormFn(torch.autograd.Function):
             sum_gz, sum_g, n = all_reduce_sum([sum_gz, sum_g, n.to(z.dtype).reshape(1)], ctx.group)
         if (ctx.group is not None or not ctx.stats) and float(n) == 0:
             # Nobody had a real token: the statistics were constants.
-            return gy.mul_(weight).mul_(rstd), None, dweight, dbias, None, None, None, None, None
+            return gy.mul_(weight).mul_(rstd), None, dweight, dbias, None, None, None, None, None, None
         # At real tokens: (g - [mean_M g] - z * mean_M[g z]) * rstd, g = gamma * dy.
         proj = (sum_gz * weight) / n
+        if ctx.monitor is not None and ctx.monitor.logging_stats:
+            # The spec's backward batch statistics: mean_M[g z] (g_sigma2 / g_psi2), mean_M[g] (g_mu).
+            ctx.monitor.record("g_sigma2" if ctx.center else "g_psi2", torch.linalg.vector_norm(proj))
+            if ctx.center:
+                ctx.monitor.record("g_mu", torch.linalg.vector_norm(sum_g * weight / n))
         inner = torch.mul(z, -proj, out=tmp)
         inner.addcmul_(gy, weight)
         if ctx.center:
@@ -76,7 +81,7 @@ class BatchStatNormFn(torch.autograd.Function):
             pad = ~keep
             inner[pad] = gy[pad] * weight
         dx = inner.mul_(rstd)
-        return dx, None, dweight, dbias, None, None, None, None, None
+        return dx, None, dweight, dbias, None, None, None, None, None, None
 
 
 def group_rms(x: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
@@ -116,11 +121,11 @@ class PowerNormFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, xs, r, keep, weight, bias, fwd_rstd, bkw_rstd, nu, alpha_bkw: float, nu_over_all: bool,
-                stats: bool = True, group=None):
+                stats: bool = True, group=None, monitor=None):
         z = xs.mul_(fwd_rstd) if r is not None else x * fwd_rstd
         ctx.save_for_backward(z, r, keep, weight, fwd_rstd, bkw_rstd)
         ctx.nu, ctx.alpha_bkw, ctx.nu_over_all = nu, alpha_bkw, nu_over_all
-        ctx.stats, ctx.group = stats, group
+        ctx.stats, ctx.group, ctx.monitor = stats, group, monitor
         return torch.addcmul(bias, z, weight)
 
     @staticmethod
@@ -139,7 +144,7 @@ class PowerNormFn(torch.autograd.Function):
         dweight = masked_sum(tmp, keep)
         dbias = masked_sum(gy, keep)
         dxs = g_tilde.mul_(bkw_rstd)
-        nones = (None,) * 9
+        nones = (None,) * 10
         if r is None:
             return (dxs, None, None, None, dweight, dbias) + nones
         n, groups = r.shape
@@ -158,7 +163,7 @@ def _update_nu(ctx, nu, gz, keep):
     rows = None if ctx.nu_over_all else keep
     if ctx.group is None:
         if ctx.stats:
-            nu.add_(masked_mean(gz, rows).to(nu.dtype), alpha=1.0 - ctx.alpha_bkw)
+            _move_nu(ctx, nu, masked_mean(gz, rows))
         return
     if ctx.stats:
         total = masked_sum(gz, rows)
@@ -169,4 +174,14 @@ def _update_nu(ctx, nu, gz, keep):
         total, count = torch.zeros_like(gz[0]), gz.new_zeros(1)
     total, count = all_reduce_sum([total, count], ctx.group)
     if float(count) > 0:
-        nu.add_((total / count).to(nu.dtype), alpha=1.0 - ctx.alpha_bkw)
+        _move_nu(ctx, nu, total / count)
+
+
+def _move_nu(ctx, nu, mean_gz):
+    step = mean_gz.to(nu.dtype) * (1.0 - ctx.alpha_bkw)
+    nu.add_(step)
+    monitor = ctx.monitor
+    if monitor is not None:
+        if ctx.stats:
+            monitor.record("nu_update", torch.linalg.vector_norm(step))
+        monitor.watch_finite("running_nu", nu)

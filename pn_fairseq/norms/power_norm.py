@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .base import NormBase, all_reduce_sum, flatten, stat_dtype
+from .base import NormBase, all_reduce_sum, dist_per_channel, flatten, stat_dtype
 from .functional import PowerNormFn, group_rms, rms_scale, scale_groups
 from .validation import check_choice, check_eps, check_groups, check_unit_interval, check_warmup
 
@@ -136,7 +136,7 @@ class PowerNorm(NormBase):
             fwd_rstd, bkw_rstd = self._update_statistics(xs if scaled else xf, keep, group)
         y = PowerNormFn.apply(
             xf, xs, r, keep, w, b, fwd_rstd, bkw_rstd, self.running_nu, self.alpha_bkw, reference,
-            not self.dummy_batch, group,
+            not self.dummy_batch, group, self,
         )
         return y.to(x.dtype).reshape(x.shape)
 
@@ -157,6 +157,7 @@ class PowerNorm(NormBase):
         if not has_stats:
             return rstd_prev, rstd_prev
         psi2_b = sq_sum / count
+        self.record("psi2_dist", dist_per_channel(psi2_b, psi2_prev))
         rstd_b = torch.rsqrt(psi2_b + self.eps)
         self._k = k = self.k + 1
         self.num_batches_tracked.fill_(k)
@@ -170,4 +171,5 @@ class PowerNorm(NormBase):
         else:
             fwd_rstd = bkw_rstd = rstd_prev
         psi2.mul_(self.alpha_fwd).add_(psi2_b.to(psi2.dtype), alpha=1.0 - self.alpha_fwd)
+        self.watch_finite("running_psi2", psi2)
         return fwd_rstd, bkw_rstd

@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .base import NormBase, all_reduce_sum, flatten, stat_dtype
+from .base import NormBase, all_reduce_sum, dist_per_channel, flatten, stat_dtype
 from .functional import BatchStatNormFn
 from .validation import check_eps, check_unit_interval
 
@@ -51,11 +51,14 @@ class PowerNormV(NormBase):
                     has_stats = not self.dummy_batch
                 if has_stats:
                     psi2_b = sq_sum / count
+                    self.record("psi2_dist", dist_per_channel(psi2_b, self.running_psi2))
                     self.running_psi2.mul_(1 - self.momentum).add_(psi2_b.to(self.running_psi2.dtype), alpha=self.momentum)
                     self.num_batches_tracked.add_(1)
+                    self.watch_finite("running_psi2", self.running_psi2)
                 else:  # a dummy batch: normalize by the running statistic, move nothing
                     psi2_b = self.running_psi2.to(sd)
-            y = BatchStatNormFn.apply(xf, keep, w, b, None, torch.rsqrt(psi2_b + self.eps), False, not self.dummy_batch, group)
+            y = BatchStatNormFn.apply(xf, keep, w, b, None, torch.rsqrt(psi2_b + self.eps), False,
+                                      not self.dummy_batch, group, self)
         else:
             y = torch.addcmul(b, xf * torch.rsqrt(self.running_psi2.to(sd) + self.eps), w)
         return y.to(x.dtype).reshape(x.shape)
