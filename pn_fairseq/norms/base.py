@@ -140,6 +140,17 @@ class NormBase(nn.Module):
         if self.logging_stats:
             self.stats_sink(self, stat, value.detach())
 
+    @torch.no_grad()
+    def batch_quadratic_mean(self, x2d: torch.Tensor, keep: Optional[torch.Tensor], group) -> Optional[torch.Tensor]:
+        """``psi2_B = mean_M[x^2]`` (``C``) over the real tokens of every worker of ``group``,
+        or None when there are none (a dummy batch, on every worker)."""
+        weights = self.row_weights(x2d, keep)
+        sq_sum, count = weights @ (x2d * x2d), weights.sum()
+        if group is not None:
+            sq_sum, count = all_reduce_sum([sq_sum, count.reshape(1)], group)
+            return sq_sum / count if float(count) > 0 else None
+        return None if self.dummy_batch else sq_sum / count
+
     def watch_finite(self, name: str, tensor: torch.Tensor):
         """Remember whether ``tensor`` (a running buffer just updated) is still finite."""
         self._finite_flags.append((name, torch.isfinite(tensor).all()))

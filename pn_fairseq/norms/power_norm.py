@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .base import NormBase, all_reduce_sum, dist_per_channel, flatten, stat_dtype
+from .base import NormBase, dist_per_channel, flatten, stat_dtype
 from .functional import PowerNormFn, group_rms, rms_scale, scale_groups
 from .validation import check_choice, check_eps, check_groups, check_unit_interval, check_warmup
 
@@ -144,19 +144,12 @@ class PowerNorm(NormBase):
     def _update_statistics(self, xf: torch.Tensor, keep: Optional[torch.Tensor], group):
         """Advance k and psi2; return the forward and backward ``1/sqrt(. + eps)`` (``C``).
         Without any real token (a dummy batch, on every worker) nothing moves."""
-        weights = self.row_weights(xf, keep)
-        sq_sum, count = weights @ (xf * xf), weights.sum()
-        if group is not None:
-            sq_sum, count = all_reduce_sum([sq_sum, count.reshape(1)], group)
-            has_stats = float(count) > 0
-        else:
-            has_stats = not self.dummy_batch
+        psi2_b = self.batch_quadratic_mean(xf, keep, group)
         psi2 = self.running_psi2
         psi2_prev = psi2.to(xf.dtype, copy=True)  # psi2 is updated in place below
         rstd_prev = torch.rsqrt(psi2_prev + self.eps)
-        if not has_stats:
+        if psi2_b is None:
             return rstd_prev, rstd_prev
-        psi2_b = sq_sum / count
         self.record("psi2_dist", dist_per_channel(psi2_b, psi2_prev))
         rstd_b = torch.rsqrt(psi2_b + self.eps)
         self._k = k = self.k + 1

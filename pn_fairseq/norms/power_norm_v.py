@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .base import NormBase, all_reduce_sum, dist_per_channel, flatten, stat_dtype
+from .base import NormBase, dist_per_channel, flatten, stat_dtype
 from .functional import BatchStatNormFn
 from .validation import check_eps, check_unit_interval
 
@@ -42,15 +42,8 @@ class PowerNormV(NormBase):
         if self.training:
             group = self.sync_group()
             with torch.no_grad():
-                weights = self.row_weights(xf, keep)
-                sq_sum, count = weights @ (xf * xf), weights.sum()
-                if group is not None:
-                    sq_sum, count = all_reduce_sum([sq_sum, count.reshape(1)], group)
-                    has_stats = float(count) > 0
-                else:
-                    has_stats = not self.dummy_batch
-                if has_stats:
-                    psi2_b = sq_sum / count
+                psi2_b = self.batch_quadratic_mean(xf, keep, group)
+                if psi2_b is not None:
                     self.record("psi2_dist", dist_per_channel(psi2_b, self.running_psi2))
                     self.running_psi2.mul_(1 - self.momentum).add_(psi2_b.to(self.running_psi2.dtype), alpha=self.momentum)
                     self.num_batches_tracked.add_(1)
