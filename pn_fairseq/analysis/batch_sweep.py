@@ -94,6 +94,9 @@ def execute(dataset, runs, dry_run=False, report=None, env=None):
     report = report or (lambda message: None)
     env = dict(os.environ if env is None else env)
     env.pop("DRY_RUN", None)
+    # One run per directory: SEEDS would nest seed<k>/ runs where collect() does not look.
+    if env.pop("SEEDS", None):
+        report("SEEDS is ignored: the sweep runs each (row, micro-batch) once, with SEED (default 1)")
     for i, run in enumerate(runs, 1):
         what = f"run {i}/{len(runs)}: {run['row']}, micro-batch {run['micro_tokens']} tokens, " \
                f"--update-freq {run['update_freq']} -> {run['run_dir']}"

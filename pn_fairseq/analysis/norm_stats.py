@@ -14,15 +14,16 @@ from .logs import number, train_inner_records
 PREFIX = "ns."
 AGGREGATES = ("mean", "max")
 
-# stat -> (axis label, meaning); the order is the panel order.
+# stat -> (axis label with units, meaning); the order is the panel order. Units: the norm's
+# input x (activations), its square, or the gradient g arriving at the norm's output.
 STATS = {
-    "mu_dist": ("(1/d)‖μ_B − μ‖", "forward: batch mean vs running mean (BN)"),
-    "sigma2_dist": ("(1/d)‖σ²_B − σ²‖", "forward: batch variance vs running variance (BN)"),
-    "psi2_dist": ("(1/d)‖ψ²_B − ψ²‖", "forward: batch quadratic mean vs running (PN-V, PN)"),
-    "g_mu": ("‖mean_M[g]‖", "backward statistic g_μ (BN)"),
-    "g_sigma2": ("‖mean_M[g·z]‖", "backward statistic g_σ² (BN)"),
-    "g_psi2": ("‖mean_M[g·z]‖", "backward statistic g_ψ² (PN-V)"),
-    "nu_update": ("‖ν_t − ν_{t−1}‖", "change of PN's running backward statistic ν"),
+    "mu_dist": ("(1/d)‖μ_B − μ‖ (units of x)", "forward: batch mean vs running mean (BN)"),
+    "sigma2_dist": ("(1/d)‖σ²_B − σ²‖ (units of x²)", "forward: batch variance vs running variance (BN)"),
+    "psi2_dist": ("(1/d)‖ψ²_B − ψ²‖ (units of x²)", "forward: batch quadratic mean vs running (PN-V, PN)"),
+    "g_mu": ("‖mean_M[g]‖ (units of g)", "backward statistic g_μ (BN)"),
+    "g_sigma2": ("‖mean_M[g·z]‖ (units of g)", "backward statistic g_σ² (BN)"),
+    "g_psi2": ("‖mean_M[g·z]‖ (units of g)", "backward statistic g_ψ² (PN-V)"),
+    "nu_update": ("‖ν_t − ν_{t−1}‖ (units of g)", "change of PN's running backward statistic ν"),
 }
 
 

@@ -2,11 +2,12 @@
 returns a matplotlib ``Figure`` (no pyplot, so no display and no global state).
 """
 import math
+import textwrap
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .norm_stats import STATS
+from .norm_stats import STATS, layer_order
 
 
 def _color(i):
@@ -23,6 +24,11 @@ def _grid(n, ncols=2, size=(6.0, 3.8)):
     return fig, axes[:n]
 
 
+def _wrap(title, inches, fontsize=12):
+    # Long titles name several runs; wrap them rather than clip them at the figure's edges.
+    return textwrap.fill(title, width=max(40, int(inches * 130 / fontsize)))
+
+
 def _log_if_positive(ax, values):
     values = [v for v in values if v is not None]
     if values and min(values) > 0 and max(values) / min(values) > 20:
@@ -35,33 +41,30 @@ def plot_norm_stats(runs, stat_names, title):
     ``runs``: ``{label: {layer: {stat: {"updates", "mean", "max"}}}}`` (see
     :func:`pn_fairseq.analysis.norm_stats.parse_norm_stats`).
     """
-    from .norm_stats import layer_order
-
     fig, axes = _grid(len(stat_names))
+    # one colour per (run, layer) in every panel
+    pairs = [(run, layer) for run, layers in runs.items() for layer in sorted(layers, key=layer_order)]
     for ax, stat in zip(axes, stat_names):
         label, meaning = STATS.get(stat, (stat, ""))
         values, handles = [], []
-        i = 0
-        for run, layers in runs.items():
-            for layer in sorted(layers, key=layer_order):
-                series = layers[layer].get(stat)
-                if series is None:
-                    continue
-                color = _color(i)
-                i += 1
-                ax.plot(series["updates"], series["max"], color=color, lw=1.2)
-                ax.plot(series["updates"], series["mean"], color=color, lw=1.0, ls="--")
-                values += series["max"] + series["mean"]
-                handles.append(Line2D([], [], color=color, label=f"{run} {layer}"))
+        for i, (run, layer) in enumerate(pairs):
+            series = runs[run][layer].get(stat)
+            if series is None:
+                continue
+            color = _color(i)
+            ax.plot(series["updates"], series["max"], color=color, lw=1.2)
+            ax.plot(series["updates"], series["mean"], color=color, lw=1.0, ls="--")
+            values += series["max"] + series["mean"]
+            handles.append(Line2D([], [], color=color, label=f"{run} {layer}"))
         handles += [Line2D([], [], color="k", lw=1.2, label="max over log interval"),
                     Line2D([], [], color="k", lw=1.0, ls="--", label="mean over log interval")]
         _log_if_positive(ax, values)
         ax.set_title(f"{stat}: {meaning}", fontsize=10)
         ax.set_xlabel("training update (optimizer steps)")
-        ax.set_ylabel(f"{label} (activation units)")
+        ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(handles=handles, fontsize=7, ncol=2 if len(handles) > 8 else 1)
-    fig.suptitle(title)
+    fig.suptitle(_wrap(title, fig.get_figwidth()))
     return fig
 
 
@@ -105,7 +108,7 @@ def plot_grad_norms(result, title):
         ax.set_xticks(sorted({d for entry in depths.values() for d in entry["depths"]}))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(_wrap(title, fig.get_figwidth()))
     return fig
 
 
@@ -124,7 +127,7 @@ def plot_embed_svd(result, title):
     ax.set_ylabel("σ_i / σ_1 (dimensionless, log scale)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title, fig.get_figwidth(), 10), fontsize=10)
     return fig
 
 
@@ -145,7 +148,7 @@ def plot_batch_sweep(result, title):
     ax.set_ylabel("test BLEU (points)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title, fig.get_figwidth(), 10), fontsize=10)
     return fig
 
 
@@ -167,5 +170,5 @@ def plot_loss_curves(curves, title):
     ax.set_ylabel("label-smoothed loss (bits per target token)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title, fig.get_figwidth(), 10), fontsize=10)
     return fig

@@ -50,7 +50,7 @@ def build_parser():
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directory (its train.log) or JSON log file; "
                    "LABEL=RUN names it in the legend")
     p.add_argument("--layer", help="only this norm, e.g. enc0.ffn (default: every layer logged)")
-    p.add_argument("--stat", nargs="+", metavar="S", help="only these statistics, e.g. mu_dist g_mu")
+    p.add_argument("--stat", nargs="+", metavar="S", help="only these statistics, e.g. mu_dist g_mu (after the runs)")
 
     p = add("grad-norms", "gradient norms of the FFN weights at initialization (Pre-LN paper Fig. 3); "
             "other flags (e.g. --encoder-layers 3 --dropout 0) go to fairseq's model/training options")
@@ -84,12 +84,6 @@ def build_parser():
     return parser
 
 
-def _labelled(items):
-    from pn_fairseq.analysis.logs import run_labels
-
-    return run_labels(items)
-
-
 def _title_list(labels, limit=6):
     labels = list(labels)
     return ", ".join(labels[:limit]) + (f" (+{len(labels) - limit} more)" if len(labels) > limit else "")
@@ -106,11 +100,11 @@ def _write(out, name, fig, data):
 
 def cmd_stats(args, report):
     from pn_fairseq.analysis import norm_stats
-    from pn_fairseq.analysis.logs import find_log
+    from pn_fairseq.analysis.logs import find_log, run_labels
     from pn_fairseq.analysis.plotting import plot_norm_stats
 
     runs, logs = {}, {}
-    for label, run in _labelled(args.runs):
+    for label, run in run_labels(args.runs):
         logs[label] = find_log(run)
         runs[label] = norm_stats.parse_norm_stats(logs[label])
         report(f"{label}: {len(runs[label])} norm layer(s) from {logs[label]}")
@@ -146,11 +140,12 @@ def cmd_grad_norms(args, report, flags):
 
 def cmd_embed_svd(args, report):
     from pn_fairseq.analysis import embed_svd
+    from pn_fairseq.analysis.logs import run_labels
     from pn_fairseq.analysis.plotting import plot_embed_svd
 
     if not 0 < args.threshold < 1:
         raise AnalysisError("--threshold must be in (0, 1)")
-    checkpoints = _labelled(args.checkpoints)
+    checkpoints = run_labels(args.checkpoints)
     result = embed_svd.analyse(checkpoints, args.threshold, report)
     title = f"Embedding spectrum (normalized singular values): {_title_list(result['checkpoints'])}"
     _write(args.out, "embed-svd", plot_embed_svd(result, title), result)
