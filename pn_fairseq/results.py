@@ -86,6 +86,11 @@ ROWS = {
     "pn-nogroup": "PN, no group scaling",
     "pn-paper": "PN, paper algorithm",
     "pn-paper-group": "PN, paper algorithm + group scaling",
+    # Beyond the two papers (README "Beyond the two papers"): configs/*/{rms,scale,dyt,deepnorm}.conf.
+    "rms": "RMSNorm (Pre-LN)",
+    "scale": "ScaleNorm (Pre-LN)",
+    "dyt": "DyT (Pre-LN)",
+    "deepnorm": "DeepNorm (Post-LN)",
 }
 DATASETS = {"iwslt14": "IWSLT14", "wmt14": "WMT14", "multi30k": "Multi30k", "synthetic": "synthetic"}
 MISSING = "—"

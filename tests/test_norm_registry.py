@@ -8,12 +8,12 @@ from pn_fairseq.norms import NORM_CHOICES, build_norm
 from conftest import padded_batch
 
 
-def test_choices_are_the_four_norms():
-    assert set(NORM_CHOICES) == {"layer", "batch", "power_v", "power"}
+def test_choices_are_the_papers_four_norms_and_the_per_position_ones():
+    assert set(NORM_CHOICES) == {"layer", "batch", "power_v", "power", "rms", "scale", "dyt"}
 
 
 def test_unknown_name_lists_valid_choices():
-    with pytest.raises(ValueError, match=r"unknown norm 'group'.*layer, batch, power_v, power"):
+    with pytest.raises(ValueError, match=r"unknown norm 'group'.*layer, batch, power_v, power, rms, scale, dyt"):
         build_norm("group", 8)
 
 

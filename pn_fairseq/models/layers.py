@@ -8,6 +8,7 @@ from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
 
 from ..norms import pad_mask_context
+from .deepnorm import DeepNormResidual
 from .norm_options import build_side_norm
 
 
@@ -20,7 +21,7 @@ def wrap_layer(layer, cfg):
     return fsdp_wrap(layer, min_num_params=cfg.min_params_to_wrap if not checkpoint else 0)
 
 
-class PNTransformerEncoderLayer(TransformerEncoderLayerBase):
+class PNTransformerEncoderLayer(DeepNormResidual, TransformerEncoderLayerBase):
     """Encoder layer whose two norms come from ``--norm-type``.
 
     ``x: T x B x C``; ``encoder_padding_mask: B x T`` (True = pad) or None (no padding).
@@ -31,13 +32,14 @@ class PNTransformerEncoderLayer(TransformerEncoderLayerBase):
         heads = cfg.encoder.attention_heads
         self.self_attn_layer_norm = build_side_norm(cfg, "encoder", self.embed_dim, heads)
         self.final_layer_norm = build_side_norm(cfg, "encoder", self.embed_dim, heads)
+        self.setup_deepnorm(cfg, "encoder")  # --deepnorm only (pn_fairseq/models/deepnorm.py)
 
     def forward(self, x, encoder_padding_mask, attn_mask=None):
         with pad_mask_context((self.self_attn_layer_norm, self.final_layer_norm), encoder_padding_mask):
             return super().forward(x, encoder_padding_mask, attn_mask=attn_mask)
 
 
-class PNTransformerDecoderLayer(TransformerDecoderLayerBase):
+class PNTransformerDecoderLayer(DeepNormResidual, TransformerDecoderLayerBase):
     """Decoder layer whose norms come from ``--decoder-norm-type``.
 
     The norms see ``self_attn_padding_mask: B x T`` (target padding; ``B x 1`` when decoding
@@ -51,6 +53,7 @@ class PNTransformerDecoderLayer(TransformerDecoderLayerBase):
         if self.encoder_attn_layer_norm is not None:
             self.encoder_attn_layer_norm = build_side_norm(cfg, "decoder", self.embed_dim, heads)
         self.final_layer_norm = build_side_norm(cfg, "decoder", self.embed_dim, heads)
+        self.setup_deepnorm(cfg, "decoder")  # --deepnorm only (pn_fairseq/models/deepnorm.py)
 
     def forward(self, x, *args, self_attn_padding_mask=None, **kwargs):
         norms = (self.self_attn_layer_norm, self.encoder_attn_layer_norm, self.final_layer_norm)

@@ -3,6 +3,7 @@ import logging
 
 from ..errors import PNUserError
 from ..norms import NORM_CHOICES, build_norm
+from .deepnorm import add_deepnorm_args
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,8 @@ NORM_DEFAULTS = {
     "norm_momentum": 0.05,
     "norm_sync_stats": False,
     "log_norm_stats": False,
+    "dyt_alpha_init": 0.5,
+    "deepnorm": False,
 }
 
 BATCH_STAT_NORMS = ("batch", "power_v", "power")
@@ -31,7 +34,8 @@ def add_norm_args(parser):
     g = parser.add_argument_group("normalization (pn_fairseq)")
     g.add_argument("--norm-type", choices=NORM_CHOICES,
                    help="norm of every encoder sub-layer and of the final encoder norm "
-                        "(layer=LayerNorm, batch=BN, power_v=PN-V, power=PN)")
+                        "(layer=LayerNorm, batch=BN, power_v=PN-V, power=PN, rms=RMSNorm, scale=ScaleNorm, "
+                        "dyt=Dynamic Tanh)")
     g.add_argument("--decoder-norm-type", choices=NORM_CHOICES,
                    help="norm of the decoder (default: layer, as in the paper; batch statistics in "
                         "the decoder see future tokens in training but not in incremental decoding)")
@@ -58,6 +62,9 @@ def add_norm_args(parser):
                    help="BN/PN-V/PN: log, per layer and training step, the distance between batch and running "
                         "statistics and the norms of the backward statistics (PowerNorm Fig. 2-4) as "
                         "ns.<layer>.<stat>_mean/_max in fairseq's log; plot with 'pn-analyze stats'")
+    g.add_argument("--dyt-alpha-init", type=float,
+                   help="dyt: initial value of DyT's learned scalar alpha in tanh(alpha * x) (0.5, the paper's default)")
+    add_deepnorm_args(g)
 
 
 def fill_norm_defaults(args):
@@ -74,7 +81,7 @@ def fill_norm_defaults(args):
             "PN warm-up (%d updates, --pn-warmup-updates or --warmup-updates) is longer than --max-update %d: "
             "PN normalizes by batch statistics for the whole run and never uses its running statistic; "
             "lower --pn-warmup-updates or raise --max-update", args.pn_warmup_updates, max_update)
-    if args.decoder_norm_type != "layer":
+    if args.decoder_norm_type in BATCH_STAT_NORMS:
         logger.warning(
             "--decoder-norm-type %s: batch statistics in the decoder mix positions across time in "
             "training, which incremental decoding cannot reproduce (train/test mismatch); the "
@@ -90,6 +97,10 @@ def build_side_norm(cfg, side: str, embed_dim: int, heads: int):
         options = dict(variant=cfg.norm_variant, momentum=cfg.norm_momentum)
     elif name == "power_v":
         options = dict(momentum=cfg.norm_momentum)
+    elif name in ("rms", "scale"):
+        options = {}
+    elif name == "dyt":
+        options = dict(alpha_init=cfg.dyt_alpha_init)
     elif name == "power":
         options = dict(
             variant=cfg.norm_variant,

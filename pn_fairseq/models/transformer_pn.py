@@ -66,7 +66,8 @@ logger = logging.getLogger(__name__)
 
 def norm_kind_in_state(state_dict, prefix: str) -> str:
     """The norm type a checkpoint holds at ``prefix`` (``encoder.layers.0.final_layer_norm``),
-    read off its buffers: PN keeps psi2 and nu, PN-V psi2 only, BN mean and variance."""
+    read off its buffers: PN keeps psi2 and nu, PN-V psi2 only, BN mean and variance; and off
+    the per-position norms' parameters: DyT has alpha, ScaleNorm scale, RMSNorm no bias."""
     has = lambda name: f"{prefix}.{name}" in state_dict  # noqa: E731
     if has("running_nu"):
         return "power"
@@ -74,6 +75,12 @@ def norm_kind_in_state(state_dict, prefix: str) -> str:
         return "power_v"
     if has("running_mean"):
         return "batch"
+    if has("alpha"):
+        return "dyt"
+    if has("scale"):
+        return "scale"
+    if has("weight") and not has("bias"):
+        return "rms"
     return "layer"
 
 

@@ -6,22 +6,31 @@
 | `batch`   | masked BatchNorm (`variant`: `reference` / `paper`)       |
 | `power_v` | PN-V, batch quadratic mean                                |
 | `power`   | PN, running quadratic mean (`variant`: `reference` / `paper`) |
+| `rms`     | RMSNorm (Zhang & Sennrich, 2019), per position            |
+| `scale`   | ScaleNorm (Nguyen & Salazar, 2019), per position          |
+| `dyt`     | Dynamic Tanh (Zhu et al., 2025), element-wise             |
 """
 from .base import NormBase, dummy_batch_context, pad_mask_context
 from .batch_norm import BatchNorm
+from .dyt import DyT
 from .layer_norm import LayerNorm
 from .power_norm import PowerNorm
 from .power_norm_v import PowerNormV
 from .registry import build_norm, norm_choices, register_norm
+from .rms_norm import RMSNorm
+from .scale_norm import ScaleNorm
 
 register_norm("layer")(LayerNorm)
 register_norm("batch")(BatchNorm)
 register_norm("power_v")(PowerNormV)
 register_norm("power")(PowerNorm)
+register_norm("rms")(RMSNorm)
+register_norm("scale")(ScaleNorm)
+register_norm("dyt")(DyT)
 
 NORM_CHOICES = norm_choices()
 
 __all__ = [
-    "BatchNorm", "LayerNorm", "NORM_CHOICES", "NormBase", "PowerNorm", "PowerNormV",
+    "BatchNorm", "DyT", "LayerNorm", "NORM_CHOICES", "NormBase", "PowerNorm", "PowerNormV", "RMSNorm", "ScaleNorm",
     "build_norm", "dummy_batch_context", "norm_choices", "pad_mask_context", "register_norm",
 ]
