@@ -93,3 +93,48 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, expected):
     assert main(["batch-sweep", *args, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pn-analyze batch-sweep: error: ") and expected in err[0]
+
+
+def test_runs_go_through_the_driver_and_resume(tmp_path, monkeypatch, capsys, pn_counts_updates):
+    """A stand-in row driver records its environment and writes results.json (BLEU = 20 + UPDATE_FREQ);
+    a second sweep finds every run finished, as the real driver reports."""
+    from pn_fairseq.analysis import batch_sweep
+
+    driver = tmp_path / "driver.sh"
+    driver.write_text(
+        '#!/usr/bin/env bash\nset -e\n'
+        'echo "$1 $2 $UPDATE_FREQ $EXTRA_ARGS" >> "$CALLS"\n'
+        '[[ -f $SAVE_DIR/results.json ]] && exit 0\n'
+        'mkdir -p "$SAVE_DIR"\n'
+        'printf \'{"row": "%s", "dataset": "synthetic", "bleu_main": %s, "bleu": {"fairseq": null, '
+        '"sacrebleu_tok_none": null, "compound_split": null, "sacrebleu_detok": null}, "sacrebleu_signature": null, '
+        '"paper_bleu": null, "updates": 3, "wall_time_s": 1.0, "checkpoint": "c.pt", "run_dir": "r"}\' '
+        '"$2" $((20 + UPDATE_FREQ)) > "$SAVE_DIR/results.json"\n')
+    monkeypatch.setattr(batch_sweep, "DRIVER", str(driver))
+    monkeypatch.setenv("CALLS", str(tmp_path / "calls"))
+    monkeypatch.delenv("DRY_RUN", raising=False)
+    args = ["batch-sweep", "--dataset", "synthetic", "--rows", "bn,pn", "--out", str(tmp_path / "out"),
+            "--micro-tokens", "1024,2048", "--total-tokens", "2048"]
+    for _ in range(2):
+        assert main(args) == 0
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[:4] == ["synthetic bn 2 --max-tokens 1024", "synthetic bn 1 --max-tokens 2048",
+                         "synthetic pn 2 --max-tokens 1024", "synthetic pn 1 --max-tokens 2048"]
+    assert calls[4:] == calls[:4]
+    data = json.loads((tmp_path / "out" / "batch-sweep.json").read_text())
+    assert [(p["micro_tokens"], p["bleu"]) for p in data["rows"]["pn"]] == [(1024, 22), (2048, 21)]
+    assert "[batch-sweep] run 4/4: pn, micro-batch 2048 tokens, --update-freq 1" in capsys.readouterr().err
+
+
+def test_failed_run_is_one_line(tmp_path, monkeypatch, capsys, pn_counts_updates):
+    from pn_fairseq.analysis import batch_sweep
+
+    driver = tmp_path / "driver.sh"
+    driver.write_text("#!/usr/bin/env bash\nexit 3\n")
+    monkeypatch.setattr(batch_sweep, "DRIVER", str(driver))
+    monkeypatch.delenv("DRY_RUN", raising=False)
+    assert main(["batch-sweep", "--dataset", "synthetic", "--rows", "preln", "--out", str(tmp_path / "o"),
+                 "--micro-tokens", "4096"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("pn-analyze batch-sweep: error: run 1/1: preln, micro-batch 4096 tokens")
+    assert "failed (exit 3)" in err[-1]

@@ -82,6 +82,18 @@ def curves_of(logs):
     return curves
 
 
+def numbers(root, found, curves):
+    """What the page shows, as JSON-ready data: the table rows, warnings, figure paths
+    (relative to ``root``) and the loss curves (``{label: {"train_loss"|"valid_loss":
+    {"updates", "values"}}}``)."""
+    return {
+        "dir": os.path.abspath(root), "results": found["results"], "warnings": found["warnings"],
+        "figures": [os.path.relpath(p, root) for p in found["figures"]],
+        "loss_curves": {label: {name: {"updates": c[0], "values": c[1]} for name, c in curve.items()}
+                        for label, curve in curves.items()},
+    }
+
+
 def _data_uri(path):
     with open(path, "rb") as f:
         return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")

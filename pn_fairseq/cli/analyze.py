@@ -125,6 +125,7 @@ def cmd_grad_norms(args, report, flags):
     if args.batches <= 0 or args.max_tokens <= 0 or args.after_updates < 0:
         raise AnalysisError("--batches and --max-tokens must be positive, --after-updates >= 0")
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    args.arch = list(dict.fromkeys(args.arch))  # an architecture given twice is measured once
     result = grad_norms.measure(args.data, args.arch, args.seeds, args.batches, args.max_tokens, flags,
                                 args.depths, args.after_updates, device, report)
     when = f"after {args.after_updates} updates" if args.after_updates else "at initialization"
@@ -173,9 +174,8 @@ def cmd_batch_sweep(args, report):
 
 def cmd_report(args, report):
     from pn_fairseq.analysis import report as page
-    from pn_fairseq.analysis.output import save_figure, write_json
+    from pn_fairseq.analysis.output import save_figure, write_json, write_text_atomic
     from pn_fairseq.analysis.plotting import plot_loss_curves
-    from pn_dataprep.atomic import write_text_atomic
 
     png = os.path.join(args.out, "report.png")
     found = page.gather(args.dir, exclude=[png])
@@ -183,11 +183,7 @@ def cmd_report(args, report):
     report(f"{len(found['results'])} result(s), {len(curves)} log(s) with losses, {len(found['figures'])} PNG(s)")
     if curves:
         save_figure(plot_loss_curves(curves, f"Loss curves: {_title_list(curves)}"), png)
-    write_json(os.path.join(args.out, "report.json"),
-               {"dir": os.path.abspath(args.dir), "results": found["results"], "warnings": found["warnings"],
-                "figures": [os.path.relpath(p, args.dir) for p in found["figures"]],
-                "loss_curves": {k: {n: {"updates": c[0], "values": c[1]} for n, c in v.items()}
-                                for k, v in curves.items()}})
+    write_json(os.path.join(args.out, "report.json"), page.numbers(args.dir, found, curves))
     html_path = os.path.join(args.out, "report.html")
     write_text_atomic(html_path, page.render(args.dir, found, png if curves else None))
     print(os.path.abspath(html_path))
@@ -219,7 +215,7 @@ def main(argv=None):
         else:
             {"stats": cmd_stats, "embed-svd": cmd_embed_svd, "batch-sweep": cmd_batch_sweep,
              "report": cmd_report}[args.command](args, report)
-    except AnalysisError as err:
+    except (AnalysisError, OSError) as err:  # OSError: e.g. an --out directory that cannot be written
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
