@@ -138,3 +138,24 @@ def test_pre_norm_is_refused():
     cfg = config(encoder_normalize_before=True)
     with pytest.raises(PNUserError, match="--deepnorm is a post-norm scheme.*--encoder-normalize-before"):
         PNTransformerEncoderLayer(cfg)
+
+
+def test_grad_norms_analysis_accepts_the_new_architectures(data_bin, tmp_path):
+    import json
+
+    from pn_fairseq.cli.analyze import main
+
+    archs = ["transformer_deepnorm", "transformer_rms", "transformer_scale", "transformer_dyt"]
+    tiny = ["--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim", "8", "--decoder-embed-dim", "8",
+            "--encoder-ffn-embed-dim", "16", "--decoder-ffn-embed-dim", "16", "--encoder-attention-heads", "2",
+            "--decoder-attention-heads", "2", "--share-all-embeddings"]
+    argv = ["grad-norms", "--data", str(data_bin), "--out", str(tmp_path / "o"), "--seeds", "1", "--batches", "1",
+            "--max-tokens", "150", "--cpu"]
+    for arch in archs:
+        argv += ["--arch", arch]
+    assert main(argv + tiny) == 0
+    result = json.loads((tmp_path / "o" / "grad-norms.json").read_text())
+    assert sorted(result["archs"]) == sorted(archs)
+    for arch in archs:
+        values = result["archs"][arch]["encoder"]["W2"]["mean"]
+        assert len(values) == 2 and all(v > 0 for v in values)
