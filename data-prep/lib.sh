@@ -51,13 +51,62 @@ check_tools() {
     [[ ${BPE_MERGES:-1} =~ ^[1-9][0-9]*$ ]] || die "BPE_MERGES=$BPE_MERGES is not a positive integer"
 }
 
+# default_work_dir DEFAULT_DEST: work/<name> for the default DEST, else work/<name>-<DEST's
+# basename>-<checksum of DEST's path>, so that preparations into different DESTs never share
+# intermediate files.
+default_work_dir() {
+    if [[ $DEST == "$1" ]]; then
+        printf '%s\n' "$REPO_ROOT/work/$NAME"
+    else
+        printf '%s\n' "$REPO_ROOT/work/$NAME-$(basename "$DEST")-$(printf '%s' "$DEST" | cksum | cut -d ' ' -f 1)"
+    fi
+}
+
+# take_lock FILE: hold an exclusive lock on FILE (created, and removed at exit) until this
+# script exits, or die naming the run that holds it. Without flock(1) (macOS) runs are not
+# serialized.
+LOCK_FILES=()
+release_locks() {
+    local f
+    for f in ${LOCK_FILES[@]+"${LOCK_FILES[@]}"}; do rm -f "$f"; done
+}
+take_lock() {
+    local file=$1 fd holder
+    command -v flock >/dev/null 2>&1 || return 0
+    mkdir -p "$(dirname "$file")"
+    while :; do
+        exec {fd}>>"$file"
+        if ! flock -n "$fd"; then
+            holder="$(cat "$file" 2>/dev/null || true)"
+            die "another preparation is using ${2:-$file} (${holder:-its lock holder is starting}; lock $file): wait for it to finish, or give this run another DEST= (and WORK_DIR=)"
+        fi
+        # The previous holder removes the file on exit: make sure we locked the file that is
+        # at that path now, not one that was just unlinked.
+        [[ /proc/$$/fd/$fd -ef $file || ! -e /proc/$$/fd/$fd && -e $file ]] && break
+        exec {fd}>&-
+    done
+    printf 'pid %s on %s, started %s, DEST=%s\n' "$$" "$(hostname 2>/dev/null || echo localhost)" \
+        "$(date '+%Y-%m-%d %H:%M:%S')" "$DEST" >"$file"
+    LOCK_FILES+=("$file")
+    trap release_locks EXIT
+}
+
 # setup_dirs DEFAULT_DEST_NAME: resolves DEST, WORK_DIR, RAW_DIR; exits 0 if DEST is finished.
+# Locks DEST and WORK_DIR against a concurrent run (take_lock).
 setup_dirs() {
-    DEST="$(abspath "${DEST:-$REPO_ROOT/data-bin/$1}")"
+    local default_dest="$REPO_ROOT/data-bin/$1"
+    DEST="$(abspath "${DEST:-$default_dest}")"
     DEST="${DEST%/}"
-    WORK_DIR="$(abspath "${WORK_DIR:-$REPO_ROOT/work/$NAME}")"
+    WORK_DIR="$(abspath "${WORK_DIR:-$(default_work_dir "$default_dest")}")"
+    WORK_DIR="${WORK_DIR%/}"
     PARTIAL="$DEST.partial"
     if [[ -f $DEST/prep.json ]]; then
+        log "already prepared: $DEST/prep.json exists (delete $DEST to prepare it again)"
+        exit 0
+    fi
+    take_lock "$DEST.lock" "DEST=$DEST"
+    take_lock "$WORK_DIR.lock" "WORK_DIR=$WORK_DIR"
+    if [[ -f $DEST/prep.json ]]; then  # a run that held the lock finished in between
         log "already prepared: $DEST/prep.json exists (delete $DEST to prepare it again)"
         exit 0
     fi
@@ -139,7 +188,10 @@ extract() {
         local missing
         missing="$(sed -n 's/^tar: \(.*\): Not found in archive$/\1/p' "$errors" | tr '\n' ' ')"
         [[ -n $missing ]] && die "$archive has no ${missing% } (is it the archive the recipe downloads?)"
-        die "could not unpack $archive (truncated or corrupted download? delete it and rerun)"
+        if [[ -n ${RAW_DIR:-} ]]; then
+            die "could not unpack $archive (truncated or corrupted copy?): replace it with a complete one, or unset RAW_DIR to download it"
+        fi
+        die "could not unpack $archive (truncated or corrupted download?): delete it and rerun to download it again"
     fi
 }
 

@@ -7,11 +7,12 @@ fairseq's checkpoint copies atomic; and, inside ``fairseq-*`` commands, reports 
 in one line and refuses torchrun launches that would train independent copies.
 """
 from .errors import install_cli_excepthook
-from .launch_check import check_launch
+from .launch_check import check_launch, check_restore_file
 from .serialization import allow_fairseq_checkpoint_globals, make_fairseq_checkpoint_copies_atomic
 
 install_cli_excepthook()
 check_launch()
+check_restore_file()
 allow_fairseq_checkpoint_globals()
 make_fairseq_checkpoint_copies_atomic()
 

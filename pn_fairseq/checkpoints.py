@@ -30,6 +30,7 @@ import torch
 
 from pn_dataprep.atomic import atomic_output
 from pn_fairseq import serialization
+from pn_fairseq.errors import summarize
 
 EPOCH_CHECKPOINT_RE = re.compile(r"checkpoint(\d+)\.pt")
 UPDATE_CHECKPOINT_RE = re.compile(r"checkpoint_(\d+)_(\d+)\.pt")
@@ -76,16 +77,14 @@ def load_checkpoint(path):
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad file; all mean "unusable"
         hint = ""
-        if "Weights only load failed" in str(err):
+        if "Unsupported global" in str(err):
             hint = (
                 " -- if this is a genuine fairseq checkpoint, the class it names must be added "
                 "to pn_fairseq.serialization.FAIRSEQ_CHECKPOINT_GLOBALS (do not load with "
                 "weights_only=False)"
             )
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise CheckpointError(
-            f"{path}: not a loadable torch checkpoint ({type(err).__name__}: {first_line}){hint}"
-        ) from err
+        # summarize: the first sentence (torch's messages run to a paragraph)
+        raise CheckpointError(f"{path}: not a loadable torch checkpoint ({summarize(err)}){hint}") from err
     if not isinstance(state, collections.abc.Mapping) or "model" not in state:
         raise CheckpointError(f"{path}: not a fairseq checkpoint (no 'model' entry)")
     if not isinstance(state["model"], collections.abc.Mapping):

@@ -31,15 +31,35 @@ def _chain(exc):
 
 
 def _torch_load_target(tb):
-    """The file a failing ``torch.load`` was reading, from its frame in the traceback."""
+    """The file a failing ``torch.load`` (or fairseq's ``load_checkpoint_to_cpu``, which
+    upgrades what ``torch.load`` returned) was reading, from its frame in the traceback."""
     target = None
     while tb is not None:
         frame = tb.tb_frame
-        if frame.f_code.co_name == "load" and "torch" in frame.f_code.co_filename and "f" in frame.f_locals:
+        code = frame.f_code
+        if code.co_name == "load" and "torch" in code.co_filename and "f" in frame.f_locals:
             f = frame.f_locals["f"]
             target = f if isinstance(f, (str, os.PathLike)) else getattr(f, "name", target)
+        elif code.co_name == "load_checkpoint_to_cpu" and "fairseq" in code.co_filename:
+            target = frame.f_locals.get("path", target)
         tb = tb.tb_next
     return target
+
+
+def _frames(tb):
+    while tb is not None:
+        yield tb.tb_frame.f_code
+        tb = tb.tb_next
+
+
+def summarize(e) -> str:
+    """``Type: the first sentence`` of an exception (torch's messages run to a paragraph)."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:  # what torch's weights_only unpickler refused
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    first = text.splitlines()[0].strip() if text.strip() else "no detail"
+    first = first.split(". ")[0].rstrip(".")
+    return f"{type(e).__name__}: {first[:200]}"
 
 
 _CORRUPT = (pickle.UnpicklingError, EOFError, zipfile.BadZipFile)
@@ -59,18 +79,49 @@ def explain(exc) -> str:
             isinstance(e, RuntimeError) and ("PytorchStreamReader" in str(e) or "zip archive" in str(e)))
         if target is not None and corrupt:
             return (f"cannot read checkpoint {target}: it is truncated or not a PyTorch/fairseq checkpoint "
-                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}); "
-                    "use another checkpoint (e.g. the previous checkpoint_N.pt) or retrain")
-        if target is not None and isinstance(e, (KeyError, TypeError, AttributeError)):
-            return (f"{target} is not a fairseq checkpoint ({type(e).__name__}: {e}); "
+                    f"({summarize(e)}); use another checkpoint (e.g. the previous checkpoint_N.pt; to resume from it, --restore-file) or retrain")
+        if target is not None and isinstance(e, (KeyError, TypeError, AttributeError, IndexError)):
+            return (f"{target} is not a fairseq checkpoint ({summarize(e)}); "
                     "pass a checkpoint written by fairseq-train")
+    for e in _chain(exc):
+        # Half precision where fairseq cannot run it (README, "Half precision").
+        if isinstance(e, AttributeError) and "xla_device" in str(e):
+            return ("--bf16 in fairseq means a TPU (it turns on --tpu and needs torch_xla, which is not installed): "
+                    "on a GPU use --fp16 (or --amp); on CPU train in float32")
+        if any(m in str(e) for m in ("Torch not compiled with CUDA", "Found no NVIDIA driver", "No CUDA GPUs")):
+            if any(code.co_filename.endswith("fp16_optimizer.py") for code in _frames(e.__traceback__)):
+                return ("--fp16 needs a CUDA GPU (fairseq's FP16Optimizer keeps float32 master weights on it): "
+                        "on CPU drop --fp16 (float32), or use --memory-efficient-fp16 (runs on CPU, slowly)")
+            return f"this needs a CUDA GPU ({summarize(e)}): on a machine without one, pass --cpu"
+    prepare = "pass a fairseq-preprocess output directory (data-prep/prepare-*.sh)"
+    for e in _chain(exc):
+        text = str(e)
+        if "Could not infer language pair" in text:  # fairseq's translation task, no *.idx found
+            paths = _frame_local(e.__traceback__, "setup_task", "paths")
+            where = f" in {paths[0]}" if paths else ""
+            return (f"no binarized data{where} (no file like train.de-en.de.idx to read the language pair from): "
+                    f"{prepare}, or give --source-lang and --target-lang")
+        if isinstance(e, FileNotFoundError) and text.startswith("Dataset not found:"):
+            return f"{text}: the data directory lacks this split's .bin/.idx files; {prepare}"
+        if isinstance(e, OSError) and text.startswith("Model file not found:"):
+            return f"no such checkpoint: {text.split(':', 1)[1].strip()}; pass a file written by fairseq-train"
     for e in _chain(exc):
         if isinstance(e, FileNotFoundError) and e.filename:
             hint = ""
             if os.path.basename(str(e.filename)).startswith("dict."):
-                hint = ": the data directory has no dictionaries; pass a fairseq-preprocess output directory (data-prep/prepare-*.sh)"
-            return f"no such file: {e.filename}{hint}"
+                hint = f": the data directory has no dictionaries; {prepare}"
+            return f"no such file or directory: {e.filename}{hint}"
     return None
+
+
+def _frame_local(tb, function, name):
+    """The local ``name`` of the innermost frame of ``function`` in a traceback, or None."""
+    value = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == function:
+            value = tb.tb_frame.f_locals.get(name, value)
+        tb = tb.tb_next
+    return value
 
 
 def install_cli_excepthook(argv=None):

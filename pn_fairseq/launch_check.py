@@ -52,3 +52,20 @@ def check_launch(argv=None, environ=None, cuda_devices=None):
         raise PNUserError(f"torchrun started {world} processes but fairseq-train runs with --distributed-world-size 1 "
                           f"({cuda_devices} CUDA device(s) visible): each process would train its own copy and all "
                           f"would write the same --save-dir; pass --distributed-world-size {world}")
+
+
+def check_restore_file(argv=None):
+    """Refuse ``fairseq-train --restore-file PATH`` for a PATH that does not exist: fairseq logs
+    "No existing checkpoint found" and silently trains from scratch (a typo costs a whole run)."""
+    argv = sys.argv if argv is None else argv
+    if not argv or os.path.basename(argv[0]) != "fairseq-train":
+        return
+    path = _flag_value(argv, "--restore-file")
+    if path is None or path == "checkpoint_last.pt" or "://" in path:
+        return  # the default (SAVE_DIR/checkpoint_last.pt, absent on a first run), or a remote file
+    if _flag_value(argv, "--checkpoint-suffix") or _flag_value(argv, "--checkpoint-shard-count"):
+        return  # fairseq rewrites the name
+    if not os.path.exists(path):
+        raise PNUserError(f"--restore-file {path} does not exist (fairseq-train would silently train from scratch): "
+                          "pass an existing checkpoint, or leave --restore-file out to resume from "
+                          "checkpoint_last.pt in --save-dir")
