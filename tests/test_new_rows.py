@@ -102,3 +102,27 @@ def test_incremental_decoding_matches_full_forward(case, trained):
         steps = [model.decoder(prev[:, : t + 1], encoder_out=enc, incremental_state=state)[0] for t in range(4)]
     torch.testing.assert_close(torch.cat(steps, 1)[0], full[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(torch.cat(steps, 1)[1, :3], full[1, :3], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["rms", "scale", "dyt"])
+def test_transformer_pn_arch_takes_the_new_norm_types(name, data_bin):
+    """``--arch transformer_pn --norm-type NAME``: the encoder's norms (final norm included)
+    become NAME, the decoder keeps LayerNorm, and a training forward/backward runs."""
+    from fairseq import options, tasks
+
+    from pn_fairseq.norms import LayerNorm, build_norm
+
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        str(data_bin), "--user-dir", str(REPO / "pn_fairseq"), "--task", "translation_pn", "--arch", "transformer_pn",
+        "--norm-type", name, *TINY, "--cpu"])
+    task = tasks.setup_task(args)
+    model = task.build_model(args)
+    cls = type(build_norm(name, 8))
+    assert isinstance(model.encoder.layers[0].self_attn_layer_norm, cls) and isinstance(model.encoder.layer_norm, cls)
+    assert isinstance(model.decoder.layers[0].final_layer_norm, LayerNorm)
+    src = torch.tensor([[5, 6, 7, 2], [1, 8, 9, 2]])
+    out, _ = model(src, torch.tensor([4, 3]), torch.tensor([[2, 10, 11], [2, 12, 1]]))
+    out.sum().backward()
+    assert torch.isfinite(out).all()
+    norm = model.encoder.layers[0].final_layer_norm
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in norm.parameters())
