@@ -51,21 +51,22 @@ def train_steps(log):
     return steps
 
 
-@pytest.mark.parametrize("row", ["pn", "bn"])
-def test_resume_mid_epoch_is_exact(row, data_bin, tmp_path):
+@pytest.mark.parametrize("row, update_freq", [("pn", 1), ("bn", 1), ("pn", 2)])
+def test_resume_mid_epoch_is_exact(row, update_freq, data_bin, tmp_path):
     """6 updates straight == 3 updates, stop, resume to 6 in the same save dir: the same loss
     at every step and bit-identical parameters, norm buffers, optimizer state and counters.
-    PN's warm-up (3 updates) ends inside the run, and update 3 is mid-epoch."""
+    PN's warm-up (3 updates) ends inside the run, and update 3 is mid-epoch (12 batches)."""
     arch = f"transformer_{row}"
-    straight = train_steps(train(data_bin, tmp_path / "straight", arch, 6))
-    first = train(data_bin, tmp_path / "resumed", arch, 3)
+    freq = ("--update-freq", update_freq)
+    straight = train_steps(train(data_bin, tmp_path / "straight", arch, 6, *freq))
+    first = train(data_bin, tmp_path / "resumed", arch, 3, *freq)
     stopped = torch.load(tmp_path / "resumed" / "checkpoint_last.pt")
-    second = train(data_bin, tmp_path / "resumed", arch, 6)
+    second = train(data_bin, tmp_path / "resumed", arch, 6, *freq)
     assert "Loaded checkpoint" in second and "@ 3 updates" in second
 
     # update 3 is inside epoch 1 (the log's "update" is the fraction of the epoch done)
     assert float(straight[3]["update"]) < 1 and int(straight[6]["epoch"]) == 1
-    assert stopped["extra_state"]["train_iterator"]["iterations_in_epoch"] == 3
+    assert stopped["extra_state"]["train_iterator"]["iterations_in_epoch"] == 3 * update_freq
     resumed = {**train_steps(first), **train_steps(second)}
     assert sorted(straight) == sorted(resumed) == [1, 2, 3, 4, 5, 6]
     for n in straight:
@@ -82,7 +83,7 @@ def test_resume_mid_epoch_is_exact(row, data_bin, tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
     for key in buffers:
         if key.endswith("num_batches_tracked"):
-            assert int(a["model"][key]) == 6, key
+            assert int(a["model"][key]) == 6 * update_freq, key  # one per forward
     assert a["optimizer_history"][-1]["num_updates"] == b["optimizer_history"][-1]["num_updates"] == 6
     assert a["optimizer_history"][-1]["lr_scheduler_state"] == b["optimizer_history"][-1]["lr_scheduler_state"]
     assert a["extra_state"]["train_iterator"] == b["extra_state"]["train_iterator"]
