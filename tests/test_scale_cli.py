@@ -194,8 +194,10 @@ def capture_env(tmp_path):
     return env, lambda: {int(p.stem[4:]): torch.load(p) for p in dumps.glob("rank*.pt")}
 
 
+# --max-tokens 250: 9 batches per epoch, so in the 5th update (the last of epoch 1) rank 0 has
+# a batch and rank 1 runs fairseq's dummy batch.
 ROW_TINY = ("--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 --decoder-embed-dim 32 "
-            "--encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 --max-tokens 200 --warmup-updates 2 "
+            "--encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 --max-tokens 250 --warmup-updates 2 "
             "--disable-validation")
 
 
@@ -204,7 +206,7 @@ def two_cpu_workers(data_bin, tmp_path, extra):
     {rank: norm buffers at exit})."""
     save = tmp_path / "run"
     env, captured = capture_env(tmp_path)
-    env.update(DATA=str(data_bin), SAVE_DIR=str(save), MAX_UPDATE="4", CPU="1", NPROC="2",
+    env.update(DATA=str(data_bin), SAVE_DIR=str(save), MAX_UPDATE="5", CPU="1", NPROC="2",
                EXTRA_ARGS=f"{ROW_TINY} {extra}", ALLOW_BLEU_MISMATCH="1", LOG_INTERVAL="1")
     env.pop("OMP_NUM_THREADS", None)
     proc = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True,
@@ -220,7 +222,7 @@ def test_two_cpu_workers_with_synchronized_statistics(data_bin, tmp_path):
     save, buffers = two_cpu_workers(data_bin, tmp_path, "--norm-sync-stats")
     rank1_log = (save / "train.rank1.log").read_text()
     assert "distributed init (rank 1)" in rank1_log
-    assert json.loads((save / "results.json").read_text())["updates"] == 4
+    assert json.loads((save / "results.json").read_text())["updates"] == 5
     checkpoint = torch.load(save / "checkpoint_last.pt")
     assert checkpoint["cfg"]["model"].norm_sync_stats is True
     keys = sorted(buffers[0])
@@ -228,7 +230,9 @@ def test_two_cpu_workers_with_synchronized_statistics(data_bin, tmp_path):
     for key in keys:
         assert torch.equal(buffers[0][key], buffers[1][key]), key  # rank 1 == rank 0
         assert torch.equal(buffers[0][key], checkpoint["model"][key]), key  # rank 0's are saved
-    assert int(buffers[0]["encoder.layer_norm.num_batches_tracked"]) == 4
+    # 5 updates on both: in the last, rank 1's dummy batch joined the all-reduce with zero
+    # weight and both ranks normalized by rank 0's batch
+    assert int(buffers[0]["encoder.layer_norm.num_batches_tracked"]) == 5
 
 
 def test_two_cpu_workers_without_synchronization_keep_their_own_statistics(data_bin, tmp_path):
@@ -238,6 +242,9 @@ def test_two_cpu_workers_without_synchronization_keep_their_own_statistics(data_
     checkpoint = torch.load(save / "checkpoint_last.pt")
     for key in buffers[0]:
         assert torch.equal(buffers[0][key], checkpoint["model"][key]), key  # rank 0's are saved
+    # rank 1's last batch was fairseq's dummy batch (--task translation_pn): not counted
+    assert int(buffers[0]["encoder.layer_norm.num_batches_tracked"]) == 5
+    assert int(buffers[1]["encoder.layer_norm.num_batches_tracked"]) == 4
 
 
 TORCHRUN = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "LOCAL_RANK": "0"}
