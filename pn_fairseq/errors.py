@@ -79,7 +79,8 @@ def explain(exc) -> str:
             isinstance(e, RuntimeError) and ("PytorchStreamReader" in str(e) or "zip archive" in str(e)))
         if target is not None and corrupt:
             return (f"cannot read checkpoint {target}: it is truncated or not a PyTorch/fairseq checkpoint "
-                    f"({summarize(e)}); use another checkpoint (e.g. the previous checkpoint_N.pt; to resume from it, --restore-file) or retrain")
+                    f"({summarize(e)}); use another checkpoint (e.g. the previous checkpoint_N.pt; "
+                    "to resume from it, --restore-file) or retrain")
         if target is not None and isinstance(e, (KeyError, TypeError, AttributeError, IndexError)):
             return (f"{target} is not a fairseq checkpoint ({summarize(e)}); "
                     "pass a checkpoint written by fairseq-train")
