@@ -56,6 +56,7 @@ from typing import List, Optional
 
 from pn_dataprep.atomic import write_text_atomic
 from pn_fairseq.scoring import PAPER_BLEU
+from pn_fairseq.significance import format_delta, format_interval, format_p
 
 RESULTS_SCHEMA_KEYS = (
     "row",
@@ -441,9 +442,9 @@ def _dataset_sections(groups, dataset, comparison):
             r = entry["rows"][row]
             pooled = r["pooled"]
             seeds = ", ".join(_seed_text(s) for s in r["seeds"]) + (" (pooled)" if len(r["pairs"]) > 1 else "")
-            pairs = "; ".join(f"{_seed_text(pair['seed'])}: {_delta(pair)} {_interval(pair)} {_p(pair['p_value'])}"
+            pairs = "; ".join(f"{_seed_text(pair['seed'])}: {format_delta(pair)} {format_interval(pair)} {format_p(pair['p_value'])}"
                               for pair in r["pairs"])
-            lines.append(f"| {row} | {seeds} | {_delta(pooled)} | {_interval(pooled)} | {_p(pooled['p_value'])} "
+            lines.append(f"| {row} | {seeds} | {format_delta(pooled)} | {format_interval(pooled)} | {format_p(pooled['p_value'])} "
                          f"| {pairs} |")
         lines += ["", f"Δ: the row's BLEU minus {base}'s, * where p < {comparison['alpha']:g}. sacrebleu's paired "
                   f"bootstrap ({comparison['n_samples']} resamples, seed {comparison['seed']}) on the test set; "
@@ -452,18 +453,6 @@ def _dataset_sections(groups, dataset, comparison):
     for note in comparison["notes"]:
         lines.append(f"- {note}")
     return lines
-
-
-def _delta(entry):
-    return f"{entry['delta']:+.2f}" + ("*" if entry["significant"] else "")
-
-
-def _interval(entry):
-    return f"[{entry['ci_low']:+.2f}, {entry['ci_high']:+.2f}]"
-
-
-def _p(p_value):
-    return "< 0.001" if p_value < 0.001 else f"{p_value:.3f}"
 
 
 def render_table(table, comparisons=None, orphans=()):
