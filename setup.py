@@ -41,7 +41,7 @@ setup(
         "matplotlib",
     ]
     + FAIRSEQ_RUNTIME_DEPS,
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "pytest-xdist"]},
     entry_points={
         "console_scripts": [
             "pn-average-checkpoints = pn_fairseq.cli.average_checkpoints:main",
