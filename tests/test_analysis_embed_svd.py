@@ -57,3 +57,19 @@ def test_bad_checkpoint_is_one_line(tmp_path, capsys, case, expected):
     assert main(["embed-svd", str(tmp_path / case), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pn-analyze embed-svd: error: ") and expected in err[0]
+
+
+def test_same_named_checkpoints_get_distinct_labels(tmp_path):
+    """Two runs' checkpoint_last.pt (the usual comparison) must not collapse into one line."""
+    from pn_fairseq.analysis.logs import run_labels
+
+    paths = []
+    for row in ("pn", "pn-nogroup"):
+        (tmp_path / row / "seed1").mkdir(parents=True)
+        paths.append(str(tmp_path / row / "seed1" / "checkpoint_last.pt"))
+    assert [label for label, _ in run_labels(paths)] == ["pn/seed1/checkpoint_last.pt",
+                                                         "pn-nogroup/seed1/checkpoint_last.pt"]
+    dirs = [str(tmp_path / "pn" / "seed1"), str(tmp_path / "pn-nogroup" / "seed1")]
+    assert [label for label, _ in run_labels(dirs)] == ["pn/seed1", "pn-nogroup/seed1"]
+    logs = [d + "/train.log" for d in dirs]
+    assert [label for label, _ in run_labels(logs)] == ["pn/seed1", "pn-nogroup/seed1"]

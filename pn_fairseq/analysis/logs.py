@@ -40,13 +40,21 @@ def run_labels(runs):
         if not os.path.isdir(path) and os.path.basename(path) != "train.log":
             name = os.path.basename(path)
         pairs.append((name, path))
-    labels = [label for label, _ in pairs]
-    out = []
-    for label, path in pairs:
-        if labels.count(label) > 1:
-            parent = os.path.basename(os.path.dirname(os.path.normpath(os.path.abspath(path))))
-            label = f"{parent}/{label}"
-        out.append((label, path))
+    # Runs with the same name get parent directories in front, as many as it takes
+    # (pn/seed1/checkpoint_last.pt vs pn-nogroup/seed1/checkpoint_last.pt).
+    out = list(pairs)
+    for depth in range(1, 64):
+        labels = [label for label, _ in out]
+        clashes = {i for i, label in enumerate(labels) if labels.count(label) > 1}
+        if not clashes:
+            break
+        for i in clashes:
+            label, path = pairs[i]
+            parents = os.path.dirname(os.path.normpath(os.path.abspath(path))).split(os.sep)
+            if not os.path.isdir(path) and os.path.basename(path) == "train.log":
+                parents = parents[:-1]  # the label is already its directory's name
+            prefix = "/".join(p for p in parents[len(parents) - depth:] if p)
+            out[i] = (f"{prefix}/{label}" if prefix else label, path)
     return out
 
 
