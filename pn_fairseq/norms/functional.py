@@ -178,10 +178,10 @@ def _update_nu(ctx, nu, gz, keep):
 
 
 def _move_nu(ctx, nu, mean_gz):
-    step = mean_gz.to(nu.dtype) * (1.0 - ctx.alpha_bkw)
-    nu.add_(step)
+    # add_(alpha=) exactly as before monitoring existed: training stays bit-identical.
+    nu.add_(mean_gz.to(nu.dtype), alpha=1.0 - ctx.alpha_bkw)
     monitor = ctx.monitor
     if monitor is not None:
-        if ctx.stats:
-            monitor.record("nu_update", torch.linalg.vector_norm(step))
+        if ctx.stats and monitor.logging_stats:
+            monitor.record("nu_update", torch.linalg.vector_norm(mean_gz) * (1.0 - ctx.alpha_bkw))
         monitor.watch_finite("running_nu", nu)
