@@ -12,6 +12,9 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from . import kernels
+from .validation import check_impl
+
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -123,11 +126,12 @@ class NormBase(nn.Module):
     stats_sink = None
     stats_name: Optional[str] = None  # short layer name for logs and errors, e.g. "enc0.ffn"
 
-    def __init__(self, sync_stats: bool = False):
+    def __init__(self, sync_stats: bool = False, impl: str = "fused"):
         super().__init__()
         if not isinstance(sync_stats, bool):
             raise ValueError(f"sync_stats must be True or False; got {sync_stats!r}")
-        self.sync_stats = sync_stats
+        check_impl(impl)
+        self.sync_stats, self.impl = sync_stats, impl
         self.process_group = None
         self._finite_flags: List[Tuple[str, torch.Tensor]] = []
 
@@ -150,6 +154,14 @@ class NormBase(nn.Module):
             sq_sum, count = all_reduce_sum([sq_sum, count.reshape(1)], group)
             return sq_sum / count if float(count) > 0 else None
         return None if self.dummy_batch else sq_sum / count
+
+    def use_fused(self, xf: torch.Tensor, group) -> bool:
+        """Whether this training step runs the fused kernels (``fused.py``): only for plain
+        float32 CPU training in one process; everything else (dummy batches, synchronized
+        statistics, float64, CUDA) takes the eager path."""
+        return (self.impl == "fused" and self.training and group is None and not self.dummy_batch
+                and xf.dtype == torch.float32 and xf.device.type == "cpu"
+                and kernels.load() is not None)
 
     def watch_finite(self, name: str, tensor: torch.Tensor):
         """Remember whether ``tensor`` (a running buffer just updated) is still finite."""

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from .base import NormBase, all_reduce_sum, dist_per_channel, flatten, masked_mean, num_kept, stat_dtype
 from .functional import BatchStatNormFn, rms_scale
+from .fused import BatchNormReferenceFusedFn, BatchStatNormFusedFn
 from .validation import check_choice, check_eps, check_unit_interval
 
 VARIANTS = ("reference", "paper")
@@ -25,12 +26,13 @@ class BatchNorm(NormBase):
 
     Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``.
     Buffers ``running_mean`` / ``running_var`` / ``num_batches_tracked`` are named as in
-    ``torch.nn.BatchNorm1d``.
+    ``torch.nn.BatchNorm1d``. ``impl``: ``"fused"`` (default, ``fused.py`` where it applies) or
+    ``"eager"`` (the reference it is tested against).
     """
 
     def __init__(self, embed_dim: int, variant: str = "reference", momentum: float = 0.05, eps: float = 1e-5,
-                 sync_stats: bool = False):
-        super().__init__(sync_stats)
+                 sync_stats: bool = False, impl: str = "fused"):
+        super().__init__(sync_stats, impl)
         check_choice("variant", variant, VARIANTS)
         check_unit_interval("momentum", momentum, closed_right=True)
         check_eps(eps)
@@ -55,7 +57,13 @@ class BatchNorm(NormBase):
         xf = x2d.to(sd)
         w, b = self.weight.to(sd), self.bias.to(sd)
         group = self.sync_group() if self.training else None
-        if self.training and self.dummy_batch and group is None:
+        if self.use_fused(xf, group):
+            w_rows = None if keep is None else keep.float()
+            if self.variant == "reference":
+                y = BatchNormReferenceFusedFn.apply(xf.contiguous(), w, b, self, w_rows)
+            else:
+                y = BatchStatNormFusedFn.apply(xf.contiguous(), w, b, self, w_rows, True)
+        elif self.training and self.dummy_batch and group is None:
             # fairseq's dummy batch: an output from the running statistics, nothing moves.
             xs = rms_scale(xf, 1, self.eps) if self.variant == "reference" else xf
             y = F.batch_norm(xs, self.running_mean.to(sd), self.running_var.to(sd), w, b, False, 0.0, self.eps)
@@ -93,6 +101,17 @@ class BatchNorm(NormBase):
             self._watch_buffers()
         return BatchStatNormFn.apply(xf, keep, w, b, mu, torch.rsqrt(var + self.eps), True, not self.dummy_batch,
                                      group, self)
+
+    @torch.no_grad()
+    def _advance_batch(self, mu: torch.Tensor, var: torch.Tensor, count: float):
+        """Move the running buffers towards the batch mean and the (biased) variance ``var``
+        over ``count`` rows, stored unbiased (the fused path's update)."""
+        self._log_forward(mu, var)
+        self.running_mean.mul_(1 - self.momentum).add_(mu.to(self.running_mean.dtype), alpha=self.momentum)
+        unbiased = var * (count / (count - 1)) if count > 1 else var
+        self.running_var.mul_(1 - self.momentum).add_(unbiased.to(self.running_var.dtype), alpha=self.momentum)
+        self.num_batches_tracked.add_(1)
+        self._watch_buffers()
 
     def _log_forward(self, mu_b, var_b):
         """(1/d)||mu_B - mu||, (1/d)||sigma2_B - sigma2|| against the buffers before the update."""

@@ -178,10 +178,15 @@ def _update_nu(ctx, nu, gz, keep):
 
 
 def _move_nu(ctx, nu, mean_gz):
+    move_nu(nu, mean_gz, ctx.alpha_bkw, ctx.monitor, ctx.stats)
+
+
+def move_nu(nu, mean_gz, alpha_bkw: float, monitor=None, record: bool = True):
+    """``nu += (1 - alpha_bkw) * mean_gz`` in place; ``monitor`` (the layer) logs the step
+    and watches ``nu`` for divergence."""
     # add_(alpha=) exactly as before monitoring existed: training stays bit-identical.
-    nu.add_(mean_gz.to(nu.dtype), alpha=1.0 - ctx.alpha_bkw)
-    monitor = ctx.monitor
+    nu.add_(mean_gz.to(nu.dtype), alpha=1.0 - alpha_bkw)
     if monitor is not None:
-        if ctx.stats and monitor.logging_stats:
-            monitor.record("nu_update", torch.linalg.vector_norm(mean_gz) * (1.0 - ctx.alpha_bkw))
+        if record and monitor.logging_stats:
+            monitor.record("nu_update", torch.linalg.vector_norm(mean_gz) * (1.0 - alpha_bkw))
         monitor.watch_finite("running_nu", nu)

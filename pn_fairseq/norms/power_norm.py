@@ -5,8 +5,9 @@ import torch
 import torch.nn as nn
 
 from .base import NormBase, dist_per_channel, flatten, stat_dtype
-from .functional import PowerNormFn, group_rms, rms_scale, scale_groups
-from .validation import check_choice, check_eps, check_groups, check_unit_interval, check_warmup
+from .functional import PowerNormFn, group_rms, move_nu, rms_scale, scale_groups
+from .fused import PowerNormFusedFn
+from .validation import check_choice, check_eps, check_groups, check_impl, check_unit_interval, check_warmup
 
 VARIANTS = ("reference", "paper")
 
@@ -41,6 +42,10 @@ class PowerNorm(NormBase):
     forward call is one observation ``psi2_B`` of a batch of the configured size (spec,
     "PN": the statistic is updated at every training forward).
 
+    ``impl``: ``"fused"`` (default) trains through the one-pass kernels of ``fused.py`` where
+    they apply (float32 CPU, one process), ``"eager"`` through ``functional.PowerNormFn``,
+    the reference the fused path is tested against.
+
     Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``.
     Buffers: ``running_psi2`` (init 1), ``running_nu`` (init 0; the paper's ``nu`` in both
     variants), ``num_batches_tracked`` (``k``, training-mode forward calls).
@@ -56,8 +61,9 @@ class PowerNorm(NormBase):
         groups: Optional[int] = None,
         eps: float = 1e-5,
         sync_stats: bool = False,
+        impl: str = "fused",
     ):
-        super().__init__(sync_stats)
+        super().__init__(sync_stats, impl)
         check_choice("variant", variant, VARIANTS)
         check_unit_interval("alpha_fwd", alpha_fwd)
         check_unit_interval("alpha_bkw", alpha_bkw)
@@ -128,6 +134,9 @@ class PowerNorm(NormBase):
             return y.to(x.dtype).reshape(x.shape)
 
         group = self.sync_group()
+        if self.use_fused(xf, group):
+            y = PowerNormFusedFn.apply(xf.contiguous(), w, b, self, None if keep is None else keep.float())
+            return y.to(x.dtype).reshape(x.shape)
         with torch.no_grad():
             r = xs = None
             if scaled:
@@ -145,11 +154,18 @@ class PowerNorm(NormBase):
         """Advance k and psi2; return the forward and backward ``1/sqrt(. + eps)`` (``C``).
         Without any real token (a dummy batch, on every worker) nothing moves."""
         psi2_b = self.batch_quadratic_mean(xf, keep, group)
-        psi2 = self.running_psi2
-        psi2_prev = psi2.to(xf.dtype, copy=True)  # psi2 is updated in place below
-        rstd_prev = torch.rsqrt(psi2_prev + self.eps)
+        psi2_prev = self.running_psi2.to(xf.dtype, copy=True)  # psi2 is updated in place below
         if psi2_b is None:
+            rstd_prev = torch.rsqrt(psi2_prev + self.eps)
             return rstd_prev, rstd_prev
+        return self._advance(psi2_b, psi2_prev)
+
+    @torch.no_grad()
+    def _advance(self, psi2_b: torch.Tensor, psi2_prev: torch.Tensor):
+        """Given this batch's ``psi2_B`` and the running ``psi2`` before it (both ``C``): advance
+        k and psi2 and return the forward and backward ``1/sqrt(. + eps)``."""
+        psi2 = self.running_psi2
+        rstd_prev = torch.rsqrt(psi2_prev + self.eps)
         self.record("psi2_dist", dist_per_channel(psi2_b, psi2_prev))
         rstd_b = torch.rsqrt(psi2_b + self.eps)
         self._k = k = self.k + 1
@@ -166,3 +182,8 @@ class PowerNorm(NormBase):
         psi2.mul_(self.alpha_fwd).add_(psi2_b.to(psi2.dtype), alpha=1.0 - self.alpha_fwd)
         self.watch_finite("running_psi2", psi2)
         return fwd_rstd, bkw_rstd
+
+    @torch.no_grad()
+    def _move_nu(self, mean_gz: torch.Tensor):
+        """``nu += (1 - alpha_bkw) * mean[g~ z]`` (the fused backward's update)."""
+        move_nu(self.running_nu, mean_gz, self.alpha_bkw, self, record=True)

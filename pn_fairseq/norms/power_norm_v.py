@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from .base import NormBase, dist_per_channel, flatten, stat_dtype
 from .functional import BatchStatNormFn
+from .fused import BatchStatNormFusedFn
 from .validation import check_eps, check_unit_interval
 
 
@@ -15,12 +16,14 @@ class PowerNormV(NormBase):
     ``dL/dx = (g - z * mean_M[g z]) / sqrt(psi2_B + eps)``, ``g = gamma * dL/dy``.
 
     Running buffer ``running_psi2 <- (1 - momentum) running_psi2 + momentum * psi2_B``
-    (init 1) is what inference divides by.
+    (init 1) is what inference divides by. ``impl``: ``"fused"`` (default, ``fused.py`` where it
+    applies) or ``"eager"`` (``functional.BatchStatNormFn``, the reference).
     Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``.
     """
 
-    def __init__(self, embed_dim: int, momentum: float = 0.05, eps: float = 1e-5, sync_stats: bool = False):
-        super().__init__(sync_stats)
+    def __init__(self, embed_dim: int, momentum: float = 0.05, eps: float = 1e-5, sync_stats: bool = False,
+                 impl: str = "fused"):
+        super().__init__(sync_stats, impl)
         check_unit_interval("momentum", momentum, closed_right=True)
         check_eps(eps)
         self.embed_dim, self.momentum, self.eps = embed_dim, momentum, eps
@@ -39,8 +42,10 @@ class PowerNormV(NormBase):
         sd = stat_dtype(x)
         xf = x2d.to(sd)
         w, b = self.weight.to(sd), self.bias.to(sd)
-        if self.training:
-            group = self.sync_group()
+        group = self.sync_group() if self.training else None
+        if self.use_fused(xf, group):
+            y = BatchStatNormFusedFn.apply(xf.contiguous(), w, b, self, None if keep is None else keep.float(), False)
+        elif self.training:
             with torch.no_grad():
                 psi2_b = self.batch_quadratic_mean(xf, keep, group)
                 if psi2_b is not None:
@@ -55,3 +60,11 @@ class PowerNormV(NormBase):
         else:
             y = torch.addcmul(b, xf * torch.rsqrt(self.running_psi2.to(sd) + self.eps), w)
         return y.to(x.dtype).reshape(x.shape)
+
+    @torch.no_grad()
+    def _advance_batch(self, mu, psi2_b: torch.Tensor, count: float):
+        """Move the running buffer towards this batch's ``psi2_B`` (the fused path's update)."""
+        self.record("psi2_dist", dist_per_channel(psi2_b, self.running_psi2))
+        self.running_psi2.mul_(1 - self.momentum).add_(psi2_b.to(self.running_psi2.dtype), alpha=self.momentum)
+        self.num_batches_tracked.add_(1)
+        self.watch_finite("running_psi2", self.running_psi2)

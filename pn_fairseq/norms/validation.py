@@ -34,3 +34,12 @@ def check_groups(embed_dim, groups, allow_zero=False):
 def check_warmup(warmup_updates):
     if not isinstance(warmup_updates, int) or isinstance(warmup_updates, bool) or warmup_updates < 0:
         raise ValueError(f"warmup_updates must be an integer >= 0; got {warmup_updates!r}")
+
+
+IMPLS = ("fused", "eager")
+
+
+def check_impl(impl):
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))} ('eager' is the reference "
+                         f"implementation the fused one is tested against); got {impl!r}")

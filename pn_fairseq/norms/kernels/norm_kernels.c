@@ -1,0 +1,288 @@
+/* One-pass CPU kernels of the batch-statistics norms (PN, PN-V, BN), float32 in and out.
+ *
+ * Why hand-written: a norm is memory-bound, and its training step needs per-channel sums
+ * over the rows (the batch statistics, dgamma, dbeta, nu's update) next to a row-wise
+ * output. PyTorch's eager ops make one pass over memory per op; torch.compile's CPU backend
+ * (measured with torch 2.13) emits the column sums as a separate, channel-outer loop that
+ * strides down the rows and is slower than the eager matrix-vector product. Here each pass
+ * walks the rows once, keeps the row in L1 for the row-wise work (group RMS, the group
+ * projection of the backward) and accumulates the column sums in per-thread double
+ * buffers of C entries. The algebra that lets PN and PN-V/BN reach their results in one
+ * (PN) or two (PN-V, BN) passes each way is in pn_fairseq/norms/fused.py.
+ *
+ * Layout: x, dy, y, dx are N x C row-major (row n = t * B + b, fairseq's T x B x C
+ * flattened); w_rows: N weights, 1 = real token, 0 = padding (NULL: every row is real).
+ * G > 0: each row's C channels form G contiguous groups, each scaled by
+ * r = 1 / sqrt(mean_group(x^2) + eps) first ("xs = x * r"); G = 0: xs = x.
+ * Every sum output is C doubles, written (not accumulated into); NULL skips it.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* xs = x * r for one row (r: G reciprocal group RMS values, also returned). */
+static void group_scale(const float *x, int64_t C, int64_t G, float eps, float *xs, float *r) {
+    int64_t cg = C / G;
+    for (int64_t g = 0; g < G; ++g) {
+        const float *xg = x + g * cg;
+        float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t c = 0; c < cg; ++c) acc += xg[c] * xg[c];
+        float rg = 1.0f / sqrtf(acc / (float)cg + eps);
+        r[g] = rg;
+#pragma omp simd
+        for (int64_t c = 0; c < cg; ++c) xs[g * cg + c] = xg[c] * rg;
+    }
+}
+
+static void add_partials(double *out, const double *part, int nparts, int64_t C) {
+    if (!out) return;
+    memset(out, 0, sizeof(double) * C);
+    for (int p = 0; p < nparts; ++p) {
+        const double *src = part + (int64_t)p * C;
+        for (int64_t c = 0; c < C; ++c) out[c] += src[c];
+    }
+}
+
+/* Column sums accumulate in float over FLUSH rows (full SIMD width, L1-resident), then into
+ * per-thread doubles, so that the result is as exact as a float64 sum for any N. */
+#define FLUSH 32
+
+static void flush(double *d, float *f, int64_t C) {
+    for (int64_t c = 0; c < C; ++c) {
+        d[c] += (double)f[c];
+        f[c] = 0.f;
+    }
+}
+
+static int clamp_threads(int nthreads, int64_t N) {
+    if (nthreads < 1) nthreads = 1;
+    if ((int64_t)nthreads > N) nthreads = (int)(N > 0 ? N : 1);
+    return nthreads;
+}
+
+/* Forward pass. Sums over real rows of d = xs - shift (shift NULL: 0): s1_keep = sum d,
+ * s2_keep = sum d^2; over all rows: s2_all = sum xs^2. Output (y non-NULL):
+ * y = xs * a + b, except padding rows, which get pad_value when it is non-NULL. */
+int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, const float *w_rows,
+               const float *shift, double *s1_keep, double *s2_keep, double *s2_all,
+               const float *a, const float *b, const float *pad_value, float *y, int nthreads) {
+    nthreads = clamp_threads(nthreads, N);
+    int nsum = 3;
+    double *part = (double *)calloc((size_t)nthreads * nsum * C, sizeof(double));
+    if (!part) return 1;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+#ifdef _OPENMP
+        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        int tid = 0, nt = 1;
+#endif
+        double *p1 = part + ((int64_t)tid * nsum + 0) * C;
+        double *p2 = part + ((int64_t)tid * nsum + 1) * C;
+        double *pa = part + ((int64_t)tid * nsum + 2) * C;
+        float *buf = (float *)malloc(sizeof(float) * (C + G + (int64_t)nsum * C));
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        } else {
+            float *f1 = buf + C + G, *f2 = f1 + C, *fa = f2 + C;
+            memset(f1, 0, sizeof(float) * nsum * C);
+            int64_t lo = N * tid / nt, hi = N * (tid + 1) / nt;
+            for (int64_t n = lo; n < hi; ++n) {
+                const float *xn = x + n * C;
+                const float *xs = xn;
+                if (G > 0) {
+                    group_scale(xn, C, G, eps, buf, buf + C);
+                    xs = buf;
+                }
+                int real = !w_rows || w_rows[n] != 0.f;
+                if (real && s1_keep) {
+                    if (shift) {
+#pragma omp simd
+                        for (int64_t c = 0; c < C; ++c) f1[c] += xs[c] - shift[c];
+                    } else {
+#pragma omp simd
+                        for (int64_t c = 0; c < C; ++c) f1[c] += xs[c];
+                    }
+                }
+                if (real && s2_keep) {
+                    if (shift) {
+#pragma omp simd
+                        for (int64_t c = 0; c < C; ++c) {
+                            float d = xs[c] - shift[c];
+                            f2[c] += d * d;
+                        }
+                    } else {
+#pragma omp simd
+                        for (int64_t c = 0; c < C; ++c) f2[c] += xs[c] * xs[c];
+                    }
+                }
+                if (s2_all) {
+#pragma omp simd
+                    for (int64_t c = 0; c < C; ++c) fa[c] += xs[c] * xs[c];
+                }
+                if ((n - lo + 1) % FLUSH == 0 || n + 1 == hi) {
+                    if (s1_keep) flush(p1, f1, C);
+                    if (s2_keep) flush(p2, f2, C);
+                    if (s2_all) flush(pa, fa, C);
+                }
+                if (y) {
+                    float *yn = y + n * C;
+                    if (!real && pad_value) {
+                        memcpy(yn, pad_value, sizeof(float) * C);
+                    } else {
+#pragma omp simd
+                        for (int64_t c = 0; c < C; ++c) yn[c] = xs[c] * a[c] + b[c];
+                    }
+                }
+            }
+        }
+        free(buf);
+    }
+    if (!failed) {
+        double *tmp = (double *)malloc(sizeof(double) * (size_t)nthreads * C);
+        if (!tmp) failed = 1;
+        for (int k = 0; k < nsum && !failed; ++k) {
+            double *out = k == 0 ? s1_keep : k == 1 ? s2_keep : s2_all;
+            if (!out) continue;
+            for (int t = 0; t < nthreads; ++t) memcpy(tmp + (int64_t)t * C, part + ((int64_t)t * nsum + k) * C, sizeof(double) * C);
+            add_partials(out, tmp, nthreads, C);
+        }
+        free(tmp);
+    }
+    free(part);
+    return failed;
+}
+
+/* Backward pass. Sums: sdy_keep = sum_real dy, sdy_all = sum_all dy,
+ * sdyx_keep = sum_real dy * (xs - shift), sdyx_all = sum_all dy * xs.
+ * Input gradient (dx non-NULL): dxs = dy * c1 - xs * c2 + c3 (c3 NULL: 0); with groups,
+ * dx = r * (dxs - xs * mean_group(dxs * xs)) (the exact gradient of the group scaling),
+ * else dx = dxs. Padding rows: pad_mode 0 as the others, 1: dx = dy * c1, 2: dx = 0. */
+int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G, float eps,
+                const float *w_rows, const float *shift, double *sdy_keep, double *sdy_all,
+                double *sdyx_keep, double *sdyx_all, const float *c1, const float *c2,
+                const float *c3, int pad_mode, float *dx, int nthreads) {
+    nthreads = clamp_threads(nthreads, N);
+    int nsum = 4;
+    double *part = (double *)calloc((size_t)nthreads * nsum * C, sizeof(double));
+    if (!part) return 1;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+#ifdef _OPENMP
+        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        int tid = 0, nt = 1;
+#endif
+        double *pk = part + ((int64_t)tid * nsum + 0) * C;
+        double *pa = part + ((int64_t)tid * nsum + 1) * C;
+        double *pxk = part + ((int64_t)tid * nsum + 2) * C;
+        double *pxa = part + ((int64_t)tid * nsum + 3) * C;
+        float *buf = (float *)malloc(sizeof(float) * (2 * C + G + (int64_t)nsum * C));
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        } else {
+            float *fk = buf + 2 * C + G, *fa = fk + C, *fxk = fa + C, *fxa = fxk + C;
+            memset(fk, 0, sizeof(float) * nsum * C);
+            int64_t lo = N * tid / nt, hi = N * (tid + 1) / nt;
+            for (int64_t n = lo; n < hi; ++n) {
+                if (n > lo && (n - lo) % FLUSH == 0) {
+                    if (sdy_keep) flush(pk, fk, C);
+                    if (sdy_all) flush(pa, fa, C);
+                    if (sdyx_keep) flush(pxk, fxk, C);
+                    if (sdyx_all) flush(pxa, fxa, C);
+                }
+                const float *xn = x + n * C, *dyn = dy + n * C;
+                const float *xs = xn;
+                float *r = NULL;
+                if (G > 0) {
+                    r = buf + 2 * C;
+                    group_scale(xn, C, G, eps, buf, r);
+                    xs = buf;
+                }
+                int real = !w_rows || w_rows[n] != 0.f;
+                if (real) {
+                    if (sdy_keep) {
+#pragma omp simd
+                        for (int64_t c = 0; c < C; ++c) fk[c] += dyn[c];
+                    }
+                    if (sdyx_keep) {
+                        if (shift) {
+#pragma omp simd
+                            for (int64_t c = 0; c < C; ++c) fxk[c] += dyn[c] * (xs[c] - shift[c]);
+                        } else {
+#pragma omp simd
+                            for (int64_t c = 0; c < C; ++c) fxk[c] += dyn[c] * xs[c];
+                        }
+                    }
+                }
+                if (sdy_all) {
+#pragma omp simd
+                    for (int64_t c = 0; c < C; ++c) fa[c] += dyn[c];
+                }
+                if (sdyx_all) {
+#pragma omp simd
+                    for (int64_t c = 0; c < C; ++c) fxa[c] += dyn[c] * xs[c];
+                }
+                if (!dx) continue;
+                float *dxn = dx + n * C;
+                if (!real && pad_mode == 2) {
+                    memset(dxn, 0, sizeof(float) * C);
+                    continue;
+                }
+                if (!real && pad_mode == 1) {
+#pragma omp simd
+                    for (int64_t c = 0; c < C; ++c) dxn[c] = dyn[c] * c1[c];
+                    continue;
+                }
+                float *dxs = G > 0 ? buf + C : dxn;
+                if (c3) {
+#pragma omp simd
+                    for (int64_t c = 0; c < C; ++c) dxs[c] = dyn[c] * c1[c] - xs[c] * c2[c] + c3[c];
+                } else {
+#pragma omp simd
+                    for (int64_t c = 0; c < C; ++c) dxs[c] = dyn[c] * c1[c] - xs[c] * c2[c];
+                }
+                if (G > 0) {
+                    int64_t cg = C / G;
+                    for (int64_t g = 0; g < G; ++g) {
+                        const float *xsg = xs + g * cg, *dg = dxs + g * cg;
+                        float *og = dxn + g * cg;
+                        float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+                        for (int64_t c = 0; c < cg; ++c) acc += dg[c] * xsg[c];
+                        float proj = acc / (float)cg, rg = r[g];
+#pragma omp simd
+                        for (int64_t c = 0; c < cg; ++c) og[c] = rg * (dg[c] - xsg[c] * proj);
+                    }
+                }
+            }
+            if (sdy_keep) flush(pk, fk, C);
+            if (sdy_all) flush(pa, fa, C);
+            if (sdyx_keep) flush(pxk, fxk, C);
+            if (sdyx_all) flush(pxa, fxa, C);
+        }
+        free(buf);
+    }
+    if (!failed) {
+        double *tmp = (double *)malloc(sizeof(double) * (size_t)nthreads * C);
+        if (!tmp) failed = 1;
+        for (int k = 0; k < nsum && !failed; ++k) {
+            double *out = k == 0 ? sdy_keep : k == 1 ? sdy_all : k == 2 ? sdyx_keep : sdyx_all;
+            if (!out) continue;
+            for (int t = 0; t < nthreads; ++t) memcpy(tmp + (int64_t)t * C, part + ((int64_t)t * nsum + k) * C, sizeof(double) * C);
+            add_partials(out, tmp, nthreads, C);
+        }
+        free(tmp);
+    }
+    free(part);
+    return failed;
+}
