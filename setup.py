@@ -49,6 +49,7 @@ setup(
             "pn-score = pn_fairseq.cli.score:main",
             "pn-plot = pn_fairseq.cli.plot:main",
             "pn-analyze = pn_fairseq.cli.analyze:main",
+            "pn-fold = pn_fairseq.cli.fold:main",
         ]
     },
 )
