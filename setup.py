@@ -32,6 +32,8 @@ setup(
     packages=find_packages(include=["pn_fairseq", "pn_fairseq.*"])
     + find_packages("data-prep", include=["pn_dataprep", "pn_dataprep.*"]),
     package_dir={"pn_dataprep": "data-prep/pn_dataprep"},
+    # The fused norms' C source, compiled on first use (pn_fairseq/norms/kernels/__init__.py).
+    package_data={"pn_fairseq.norms.kernels": ["norm_kernels.c"]},
     install_requires=[
         "torch>=2.1",
         "sacrebleu>=2.0",

@@ -115,7 +115,8 @@ def test_kernel_sums_and_outputs_against_torch():
     xd, dyd, wd = x.double(), dy.double(), w.double()
     r = torch.rsqrt(xd.reshape(N, G, -1).pow(2).mean(-1) + eps)
     xs = (xd.reshape(N, G, -1) * r[..., None]).reshape(N, C)
-    y, s1, s2, sa = kernels.forward(x, G, eps, w, shift, (True, True, True), a, b, pad)
+    y, s1, s2, sa, r_out = kernels.forward(x, G, eps, w, shift, (True, True, True), a, b, pad)
+    torch.testing.assert_close(r_out.double(), r, atol=1e-6, rtol=1e-5)
     real = w.bool()
     torch.testing.assert_close(y[real].double(), (xs * a.double() + b.double())[real], atol=1e-5, rtol=1e-5)
     assert torch.equal(y[~real], pad.expand(int((~real).sum()), C))
@@ -128,6 +129,11 @@ def test_kernel_sums_and_outputs_against_torch():
     expect = ((dxs.reshape(N, G, -1) - xs.reshape(N, G, -1) * proj) * r[..., None]).reshape(N, C)
     torch.testing.assert_close(dx[real].double(), expect[real], atol=1e-4, rtol=1e-4)
     assert not dx[~real].any(), "pad_mode 2 zeroes padding rows"
+    # The same with the forward's group factors handed in instead of recomputed.
+    dx_r, *_ = kernels.backward(dy, x, G, eps, w, shift, (False, False, False, False), c1, c2, c3, 2, r=r_out)
+    torch.testing.assert_close(dx_r, dx)
+    y_r, *_ = kernels.forward(x, G, eps, w, a=a, b=b, pad_value=pad, r=r_out)
+    torch.testing.assert_close(y_r, y)
     torch.testing.assert_close(sk, wd @ dyd, atol=1e-3, rtol=1e-6)
     torch.testing.assert_close(sall, dyd.sum(0), atol=1e-3, rtol=1e-6)
     torch.testing.assert_close(sxk, wd @ (dyd * (xs - shift.double())), atol=1e-3, rtol=1e-6)
@@ -143,7 +149,7 @@ def test_kernel_sums_are_exact_for_long_batches():
     # 200k rows of 1.0 + 1e-4 noise would drift; this one stays at float64 accuracy.
     N, C = 200_000, 16
     x = torch.full((N, C), 1.0) + torch.randn(N, C) * 1e-4
-    _, s1, _, _ = kernels.forward(x, 0, 1e-5, stats=(True, False, False))
+    _, s1, *_ = kernels.forward(x, 0, 1e-5, stats=(True, False, False))
     torch.testing.assert_close(s1, x.double().sum(0), atol=1e-6 * N, rtol=1e-9)
 
 

@@ -22,6 +22,7 @@ NORM_DEFAULTS = {
     "pn_groups": None,
     "norm_momentum": 0.05,
     "norm_sync_stats": False,
+    "norm_impl": "fused",
     "log_norm_stats": False,
     "dyt_alpha_init": 0.5,
     "deepnorm": False,
@@ -59,6 +60,11 @@ def add_norm_args(parser):
                         "data-parallel workers, so N workers compute what one worker does on their "
                         "concatenated batches (default: each worker keeps its own statistics and "
                         "rank 0's buffers are saved, as the released code did)")
+    g.add_argument("--norm-impl", choices=("fused", "eager"),
+                   help="BN/PN-V/PN training path: 'fused' (default) runs the one-pass CPU kernels "
+                        "(pn_fairseq/norms/fused.py) where they apply, 'eager' the plain-PyTorch reference "
+                        "they are tested against (CUDA, float64, several workers and --log-norm-stats always "
+                        "run eager)")
     g.add_argument("--log-norm-stats", action="store_true", default=None,
                    help="BN/PN-V/PN: log, per layer and training step, the distance between batch and running "
                         "statistics and the norms of the backward statistics (PowerNorm Fig. 2-4) as "
@@ -117,6 +123,8 @@ def build_side_norm(cfg, side: str, embed_dim: int, heads: int):
                          f"valid choices: {', '.join(NORM_CHOICES)}")
     if name in BATCH_STAT_NORMS and getattr(cfg, "norm_sync_stats", False):
         options["sync_stats"] = True
+    if name in BATCH_STAT_NORMS:
+        options["impl"] = getattr(cfg, "norm_impl", None) or "fused"
     try:
         return build_norm(name, embed_dim, **options)
     except ValueError as e:

@@ -37,7 +37,8 @@ def real_count(w_rows: Optional[torch.Tensor], n: int) -> float:
 class PowerNormFusedFn(torch.autograd.Function):
     """PN's training step (both variants). ``norm`` supplies the warm-up logic and buffers
     (``PowerNorm._advance``); ``x: N x C`` float32 contiguous, ``w_rows: N`` (1 = real
-    token) or None. Saves only ``x`` (which the caller holds anyway) and ``w_rows``."""
+    token) or None. Saves ``x`` (which the caller holds anyway), ``w_rows`` and the group
+    factors ``r: N x G``."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, norm, w_rows):
@@ -49,17 +50,17 @@ class PowerNormFusedFn(torch.autograd.Function):
         batch_fwd = reference and norm.in_warmup(norm.k + 1)[0]
         stats = (False, True, reference)
         if batch_fwd:  # the forward divides by this batch's statistic: read the batch first
-            _, _, s2, s2_all = kernels.forward(x, groups, eps, w_rows, stats=stats)
+            _, _, s2, s2_all, r = kernels.forward(x, groups, eps, w_rows, stats=stats)
             psi2_b = (s2 / m).to(torch.float32)
             fwd_rstd, bkw_rstd = norm._advance(psi2_b, psi2_prev)
-            y, *_ = kernels.forward(x, groups, eps, w_rows, a=_f32(weight * fwd_rstd), b=_f32(bias))
+            y, *_ = kernels.forward(x, groups, eps, w_rows, a=_f32(weight * fwd_rstd), b=_f32(bias), r=r)
         else:
-            y, _, s2, s2_all = kernels.forward(x, groups, eps, w_rows, stats=stats,
+            y, _, s2, s2_all, r = kernels.forward(x, groups, eps, w_rows, stats=stats,
                                                a=_f32(weight * rstd_prev), b=_f32(bias))
             fwd_rstd, bkw_rstd = norm._advance((s2 / m).to(torch.float32), psi2_prev)
         # mean over the rows nu's update averages over: all rows (released code) or real tokens.
         ctx.mean_sq = ((s2_all / n_rows) if reference else (s2 / m)).to(torch.float32)
-        ctx.save_for_backward(x, w_rows, weight)
+        ctx.save_for_backward(x, w_rows, weight, r)
         ctx.norm, ctx.fwd_rstd, ctx.bkw_rstd = norm, fwd_rstd, bkw_rstd
         ctx.rows = n_rows if reference else m
         return y
@@ -67,7 +68,7 @@ class PowerNormFusedFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        x, w_rows, weight = ctx.saved_tensors
+        x, w_rows, weight, r = ctx.saved_tensors
         norm, r_f, r_b = ctx.norm, ctx.fwd_rstd, ctx.bkw_rstd
         reference = norm.variant == "reference"
         nu = norm.running_nu
@@ -76,7 +77,7 @@ class PowerNormFusedFn(torch.autograd.Function):
         c2 = _f32(nu_prev * r_f * r_b)
         dx, sdy, _, sdyx, sdyx_all = kernels.backward(
             grad_out.to(torch.float32).contiguous(), x, norm.groups, norm.eps, w_rows,
-            sums=(True, False, True, reference), c1=c1, c2=c2)
+            sums=(True, False, True, reference), c1=c1, c2=c2, r=r)
         sdyx_rows = sdyx_all if reference else sdyx
         with torch.no_grad():
             mean_gz = weight.double() * r_f.double() * sdyx_rows / ctx.rows - nu_prev.double() * r_f.double() ** 2 * ctx.mean_sq.double()
@@ -95,7 +96,7 @@ class BatchStatNormFusedFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias, norm, w_rows, center: bool):
         m = real_count(w_rows, x.shape[0])
         shift = norm.running_mean.to(torch.float32).contiguous() if center else None
-        _, s1, s2, _ = kernels.forward(x, 0, norm.eps, w_rows, shift, stats=(center, True, False))
+        _, s1, s2, *_ = kernels.forward(x, 0, norm.eps, w_rows, shift, stats=(center, True, False))
         if center:
             d = s1 / m
             mu = shift.double() + d
@@ -151,7 +152,7 @@ class BatchNormReferenceFusedFn(torch.autograd.Function):
         n, eps = x.shape[0], norm.eps
         m = real_count(w_rows, n)
         shift = norm.running_mean.to(torch.float32).contiguous()
-        _, s1, s2, _ = kernels.forward(x, 1, eps, w_rows, shift, stats=(True, True, False))
+        _, s1, s2, _, r = kernels.forward(x, 1, eps, w_rows, shift, stats=(True, True, False))
         d = s1 / m
         mu = shift.double() + d
         var = ((s2 - s1 * d) / n).clamp_min(0.0)  # padding rows equal mu: they add nothing
@@ -159,18 +160,18 @@ class BatchNormReferenceFusedFn(torch.autograd.Function):
         norm._advance_batch(mu.float(), var.float(), float(n))
         a = weight.double() * rstd
         y, *_ = kernels.forward(x, 1, eps, w_rows, a=_f32(a), b=_f32(bias.double() - mu * a),
-                                pad_value=None if w_rows is None else _f32(bias))
-        ctx.save_for_backward(x, w_rows, weight)
+                                pad_value=None if w_rows is None else _f32(bias), r=r)
+        ctx.save_for_backward(x, w_rows, weight, r)
         ctx.mu, ctx.rstd, ctx.m, ctx.norm = _f32(mu), rstd, m, norm
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        x, w_rows, weight = ctx.saved_tensors
+        x, w_rows, weight, r = ctx.saved_tensors
         n, eps = x.shape[0], ctx.norm.eps
         dy = grad_out.to(torch.float32).contiguous()
-        _, sdy, sdy_all, sdyx, _ = kernels.backward(dy, x, 1, eps, w_rows, ctx.mu, sums=(True, True, True, False))
+        _, sdy, sdy_all, sdyx, _ = kernels.backward(dy, x, 1, eps, w_rows, ctx.mu, sums=(True, True, True, False), r=r)
         s, m, gamma, mu = ctx.rstd, ctx.m, weight.double(), ctx.mu.double()
         sdyz = sdyx * s  # sum_real dy z; padding rows have z = 0
         m1 = sdy_all / n
@@ -183,5 +184,5 @@ class BatchNormReferenceFusedFn(torch.autograd.Function):
         if norm.logging_stats:  # as BatchNorm._log_backward: mean_M[g], mean_M[g z] over real tokens
             norm.record("g_mu", torch.linalg.vector_norm(gamma * sdy / m).float())
             norm.record("g_sigma2", torch.linalg.vector_norm(gamma * sdyz / m).float())
-        dx, *_ = kernels.backward(dy, x, 1, eps, w_rows, c1=_f32(c1), c2=_f32(c2), c3=_f32(c3), pad_mode=2)
+        dx, *_ = kernels.backward(dy, x, 1, eps, w_rows, c1=_f32(c1), c2=_f32(c2), c3=_f32(c3), pad_mode=2, r=r)
         return dx, sdyz.to(weight.dtype), sdy_all.to(weight.dtype), None, None

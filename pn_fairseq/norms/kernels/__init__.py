@@ -98,9 +98,9 @@ def _build() -> ctypes.CDLL:
 
 def _declare(lib):
     i64, f32, i32 = ctypes.c_int64, ctypes.c_float, ctypes.c_int
-    lib.pn_forward.argtypes = [_P, i64, i64, i64, f32, _P, _P, _P, _P, _P, _P, _P, _P, _P, i32]
+    lib.pn_forward.argtypes = [_P, i64, i64, i64, f32, _P, i32, _P, _P, _P, _P, _P, _P, _P, _P, _P, i32]
     lib.pn_forward.restype = i32
-    lib.pn_backward.argtypes = [_P, _P, i64, i64, i64, f32, _P, _P, _P, _P, _P, _P, _P, _P, _P, i32, _P, i32]
+    lib.pn_backward.argtypes = [_P, _P, i64, i64, i64, f32, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, i32, _P, i32]
     lib.pn_backward.restype = i32
 
 
@@ -137,37 +137,43 @@ def _sums(c: int, wanted):
     return [torch.empty(c, dtype=torch.float64) if w else None for w in wanted]
 
 
-def forward(x, groups, eps, w_rows=None, shift=None, stats=(False, False, False), a=None, b=None, pad_value=None):
+def forward(x, groups, eps, w_rows=None, shift=None, stats=(False, False, False), a=None, b=None, pad_value=None,
+            r=None):
     """One pass over ``x: N x C`` (float32, contiguous). ``stats`` selects the sums
     (``sum_real (xs - shift)``, ``sum_real (xs - shift)^2``, ``sum_all xs^2``; float64 ``C``);
     ``a``/``b`` given: also ``y = xs * a + b`` (``pad_value`` at padding rows if given).
-    Returns ``(y or None, s1_keep, s2_keep, s2_all)``."""
+    ``r``: the group factors (``N x G``) from an earlier pass; without it they are computed.
+    Returns ``(y or None, s1_keep, s2_keep, s2_all, r)`` (``r`` None without groups)."""
     lib = load()
-    for t, name in ((x, "x"), (w_rows, "w_rows"), (shift, "shift"), (a, "a"), (b, "b"), (pad_value, "pad_value")):
+    for t, name in ((x, "x"), (w_rows, "w_rows"), (shift, "shift"), (a, "a"), (b, "b"), (pad_value, "pad_value"), (r, "r")):
         _check(t, name)
     n, c = x.shape
     s1, s2, sa = _sums(c, stats)
     y = torch.empty_like(x) if a is not None else None
-    rc = lib.pn_forward(_ptr(x), n, c, groups, eps, _ptr(w_rows), _ptr(shift), _ptr(s1), _ptr(s2), _ptr(sa),
-                        _ptr(a), _ptr(b), _ptr(pad_value), _ptr(y), torch.get_num_threads())
+    given = r is not None
+    if groups and r is None:
+        r = torch.empty(n, groups, dtype=torch.float32)
+    rc = lib.pn_forward(_ptr(x), n, c, groups, eps, _ptr(r), int(given), _ptr(w_rows), _ptr(shift), _ptr(s1),
+                        _ptr(s2), _ptr(sa), _ptr(a), _ptr(b), _ptr(pad_value), _ptr(y), torch.get_num_threads())
     if rc:
         raise MemoryError("pn_forward kernel: out of memory")
-    return y, s1, s2, sa
+    return y, s1, s2, sa, r
 
 
 def backward(dy, x, groups, eps, w_rows=None, shift=None, sums=(False, False, False, False),
-             c1=None, c2=None, c3=None, pad_mode=0):
+             c1=None, c2=None, c3=None, pad_mode=0, r=None):
     """One pass over ``dy, x: N x C``. ``sums`` selects ``sum_real dy``, ``sum_all dy``,
     ``sum_real dy * (xs - shift)``, ``sum_all dy * xs`` (float64 ``C``); ``c1``/``c2`` given:
-    also ``dx`` from ``dxs = dy * c1 - xs * c2 + c3`` (see norm_kernels.c).
+    also ``dx`` from ``dxs = dy * c1 - xs * c2 + c3`` (see norm_kernels.c). ``r``: the
+    forward's group factors (``N x G``), or None to recompute them.
     Returns ``(dx or None, sdy_keep, sdy_all, sdyx_keep, sdyx_all)``."""
     lib = load()
-    for t, name in ((dy, "dy"), (x, "x"), (w_rows, "w_rows"), (shift, "shift"), (c1, "c1"), (c2, "c2"), (c3, "c3")):
+    for t, name in ((dy, "dy"), (x, "x"), (w_rows, "w_rows"), (shift, "shift"), (c1, "c1"), (c2, "c2"), (c3, "c3"), (r, "r")):
         _check(t, name)
     n, c = x.shape
     outs = _sums(c, sums)
     dx = torch.empty_like(x) if c1 is not None else None
-    rc = lib.pn_backward(_ptr(dy), _ptr(x), n, c, groups, eps, _ptr(w_rows), _ptr(shift), *map(_ptr, outs),
+    rc = lib.pn_backward(_ptr(dy), _ptr(x), n, c, groups, eps, _ptr(r), _ptr(w_rows), _ptr(shift), *map(_ptr, outs),
                          _ptr(c1), _ptr(c2), _ptr(c3), pad_mode, _ptr(dx), torch.get_num_threads())
     if rc:
         raise MemoryError("pn_backward kernel: out of memory")

@@ -14,6 +14,9 @@
  * flattened); w_rows: N weights, 1 = real token, 0 = padding (NULL: every row is real).
  * G > 0: each row's C channels form G contiguous groups, each scaled by
  * r = 1 / sqrt(mean_group(x^2) + eps) first ("xs = x * r"); G = 0: xs = x.
+ * r_io / r_in (N x G, optional): the group factors, written by a forward pass that computes
+ * them (r_given = 0) so that later passes over the same rows read them (r_given = 1, and
+ * the backward) instead of reducing each row again.
  * Every sum output is C doubles, written (not accumulated into); NULL skips it.
  */
 #include <math.h>
@@ -24,18 +27,39 @@
 #include <omp.h>
 #endif
 
+/* sum a[c] * b[c] in 16 independent lanes: the loop-carried dependency of one accumulator
+ * (what GCC 12 emitted for an `omp simd reduction` here, scalar) makes the row-wise
+ * reductions, not memory, the bottleneck of the grouped passes. */
+static inline float dot(const float *a, const float *b, int64_t n) {
+    float lanes[16] = {0};
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16)
+        for (int k = 0; k < 16; ++k) lanes[k] += a[c + k] * b[c + k];
+    float acc = 0.f;
+    for (; c < n; ++c) acc += a[c] * b[c];
+    for (int k = 0; k < 16; ++k) acc += lanes[k];
+    return acc;
+}
+
 /* xs = x * r for one row (r: G reciprocal group RMS values, also returned). */
 static void group_scale(const float *x, int64_t C, int64_t G, float eps, float *xs, float *r) {
     int64_t cg = C / G;
     for (int64_t g = 0; g < G; ++g) {
         const float *xg = x + g * cg;
-        float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t c = 0; c < cg; ++c) acc += xg[c] * xg[c];
-        float rg = 1.0f / sqrtf(acc / (float)cg + eps);
+        float rg = 1.0f / sqrtf(dot(xg, xg, cg) / (float)cg + eps);
         r[g] = rg;
 #pragma omp simd
         for (int64_t c = 0; c < cg; ++c) xs[g * cg + c] = xg[c] * rg;
+    }
+}
+
+/* xs = x * r for one row, r given. */
+static void apply_group_scale(const float *x, int64_t C, int64_t G, const float *r, float *xs) {
+    int64_t cg = C / G;
+    for (int64_t g = 0; g < G; ++g) {
+        float rg = r[g];
+#pragma omp simd
+        for (int64_t c = 0; c < cg; ++c) xs[g * cg + c] = x[g * cg + c] * rg;
     }
 }
 
@@ -68,7 +92,8 @@ static int clamp_threads(int nthreads, int64_t N) {
 /* Forward pass. Sums over real rows of d = xs - shift (shift NULL: 0): s1_keep = sum d,
  * s2_keep = sum d^2; over all rows: s2_all = sum xs^2. Output (y non-NULL):
  * y = xs * a + b, except padding rows, which get pad_value when it is non-NULL. */
-int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, const float *w_rows,
+int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, float *r_io, int r_given,
+               const float *w_rows,
                const float *shift, double *s1_keep, double *s2_keep, double *s2_all,
                const float *a, const float *b, const float *pad_value, float *y, int nthreads) {
     nthreads = clamp_threads(nthreads, N);
@@ -98,7 +123,12 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, const
                 const float *xn = x + n * C;
                 const float *xs = xn;
                 if (G > 0) {
-                    group_scale(xn, C, G, eps, buf, buf + C);
+                    if (r_io && r_given) {
+                        apply_group_scale(xn, C, G, r_io + n * G, buf);
+                    } else {
+                        group_scale(xn, C, G, eps, buf, buf + C);
+                        if (r_io) memcpy(r_io + n * G, buf + C, sizeof(float) * G);
+                    }
                     xs = buf;
                 }
                 int real = !w_rows || w_rows[n] != 0.f;
@@ -165,7 +195,7 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, const
  * Input gradient (dx non-NULL): dxs = dy * c1 - xs * c2 + c3 (c3 NULL: 0); with groups,
  * dx = r * (dxs - xs * mean_group(dxs * xs)) (the exact gradient of the group scaling),
  * else dx = dxs. Padding rows: pad_mode 0 as the others, 1: dx = dy * c1, 2: dx = 0. */
-int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G, float eps,
+int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G, float eps, const float *r_in,
                 const float *w_rows, const float *shift, double *sdy_keep, double *sdy_all,
                 double *sdyx_keep, double *sdyx_all, const float *c1, const float *c2,
                 const float *c3, int pad_mode, float *dx, int nthreads) {
@@ -204,8 +234,13 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
                 const float *xs = xn;
                 float *r = NULL;
                 if (G > 0) {
-                    r = buf + 2 * C;
-                    group_scale(xn, C, G, eps, buf, r);
+                    if (r_in) {
+                        r = (float *)(r_in + n * G);
+                        apply_group_scale(xn, C, G, r, buf);
+                    } else {
+                        r = buf + 2 * C;
+                        group_scale(xn, C, G, eps, buf, r);
+                    }
                     xs = buf;
                 }
                 int real = !w_rows || w_rows[n] != 0.f;
@@ -256,10 +291,7 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
                     for (int64_t g = 0; g < G; ++g) {
                         const float *xsg = xs + g * cg, *dg = dxs + g * cg;
                         float *og = dxn + g * cg;
-                        float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-                        for (int64_t c = 0; c < cg; ++c) acc += dg[c] * xsg[c];
-                        float proj = acc / (float)cg, rg = r[g];
+                        float proj = dot(dg, xsg, cg) / (float)cg, rg = r[g];
 #pragma omp simd
                         for (int64_t c = 0; c < cg; ++c) og[c] = rg * (dg[c] - xsg[c] * proj);
                     }
