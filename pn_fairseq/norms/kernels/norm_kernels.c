@@ -278,23 +278,41 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
                     for (int64_t c = 0; c < C; ++c) dxn[c] = dyn[c] * c1[c];
                     continue;
                 }
-                float *dxs = G > 0 ? buf + C : dxn;
-                if (c3) {
+                if (G == 0) {
+                    if (c3) {
 #pragma omp simd
-                    for (int64_t c = 0; c < C; ++c) dxs[c] = dyn[c] * c1[c] - xs[c] * c2[c] + c3[c];
-                } else {
+                        for (int64_t c = 0; c < C; ++c) dxn[c] = dyn[c] * c1[c] - xn[c] * c2[c] + c3[c];
+                    } else {
 #pragma omp simd
-                    for (int64_t c = 0; c < C; ++c) dxs[c] = dyn[c] * c1[c] - xs[c] * c2[c];
-                }
-                if (G > 0) {
-                    int64_t cg = C / G;
-                    for (int64_t g = 0; g < G; ++g) {
-                        const float *xsg = xs + g * cg, *dg = dxs + g * cg;
-                        float *og = dxn + g * cg;
-                        float proj = dot(dg, xsg, cg) / (float)cg, rg = r[g];
-#pragma omp simd
-                        for (int64_t c = 0; c < cg; ++c) og[c] = rg * (dg[c] - xsg[c] * proj);
+                        for (int64_t c = 0; c < C; ++c) dxn[c] = dyn[c] * c1[c] - xn[c] * c2[c];
                     }
+                    continue;
+                }
+                /* Per group: dxs = dy c1 - xs c2 + c3 into the row buffer while summing dxs * x
+                 * in 16 lanes, then dx = r (dxs - xs * mean(dxs xs)); xs = x r is never stored. */
+                int64_t cg = C / G;
+                float *dxs = buf + C;
+                for (int64_t g = 0; g < G; ++g) {
+                    int64_t o = g * cg;
+                    float rg = r[g], lanes[16] = {0}, acc = 0.f;
+                    int64_t c = 0;
+                    for (; c + 16 <= cg; c += 16)
+                        for (int k = 0; k < 16; ++k) {
+                            int64_t j = o + c + k;
+                            float v = dyn[j] * c1[j] - xn[j] * rg * c2[j] + (c3 ? c3[j] : 0.f);
+                            dxs[j] = v;
+                            lanes[k] += v * xn[j];
+                        }
+                    for (; c < cg; ++c) {
+                        int64_t j = o + c;
+                        float v = dyn[j] * c1[j] - xn[j] * rg * c2[j] + (c3 ? c3[j] : 0.f);
+                        dxs[j] = v;
+                        acc += v * xn[j];
+                    }
+                    for (int k = 0; k < 16; ++k) acc += lanes[k];
+                    float proj = acc * rg / (float)cg, q = rg * rg * proj;
+#pragma omp simd
+                    for (int64_t j = o; j < o + cg; ++j) dxn[j] = rg * dxs[j] - xn[j] * q;
                 }
             }
             if (sdy_keep) flush(pk, fk, C);
