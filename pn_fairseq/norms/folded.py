@@ -11,9 +11,9 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..errors import PNUserError
-from .functional import rms_scale
 from .validation import check_eps, check_groups
 
 FOLDED = "folded"
@@ -22,8 +22,10 @@ HALF = (torch.float16, torch.bfloat16)
 
 class FoldedNorm(nn.Module):
     """``y = s(x)``: each position's ``groups`` contiguous channel groups divided by their
-    RMS (``rms_scale``, the very function the unfolded reference PN / BN call), or ``y = x``
-    for ``groups=0``. No parameters, no buffers.
+    RMS (``x * rsqrt(mean_group(x^2) + eps)``, what ``functional.rms_scale`` computes in the
+    unfolded reference PN / BN, here through PyTorch's fused ``F.rms_norm`` on the grouped
+    view, so that decoding pays one kernel for it, as LayerNorm does), or ``y = x`` for
+    ``groups=0``. No parameters, no buffers.
 
     Args: ``x: T x B x C`` or ``N x C``; ``pad_mask`` (``B x T``) is accepted and ignored,
     as the eval-mode norms it replaces ignore it. Under fp16/bf16 the scaling runs in
@@ -44,8 +46,8 @@ class FoldedNorm(nn.Module):
                 "train or fine-tune from the checkpoint that pn-fold read")
         if self.groups == 0:
             return x
-        x2d = x.reshape(-1, self.embed_dim)
-        y = rms_scale(x2d.float() if x.dtype in HALF else x2d, self.groups, self.eps)
+        xg = x.reshape(-1, self.groups, self.embed_dim // self.groups)
+        y = F.rms_norm(xg.float() if x.dtype in HALF else xg, xg.shape[-1:], eps=self.eps)
         return y.to(x.dtype).reshape(x.shape)
 
     def extra_repr(self) -> str:
