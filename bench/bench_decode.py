@@ -15,7 +15,10 @@ exactly what fairseq-generate's "Translated N sentences (... sentences/s)" cover
 gen_timer). Loading, batching, detokenization, BPE removal, scoring and printing are left
 out: they cost the same for every model. Batches are fairseq's (ordered_indices,
 filter_indices_by_size, batch_by_size over --batch-size); --sentences N keeps N sentences
-spread evenly over the subset for a quick run. The folded model must give the unfolded
+spread evenly over the subset for a quick run. pn and preln emit hypotheses of different
+lengths, and beam search runs as many decoder steps as a batch's longest hypothesis needs, so
+their sentences/s differ by more than the models' cost; --fixed-length N makes every model
+decode exactly N tokens per sentence and so compares the cost per step. The folded model must give the unfolded
 one's hypotheses token for token; the script checks that and exits with status 1 if not.
 
 Inputs: --pn / --preln / --data default to the Multi30k seed-1 runs
@@ -26,7 +29,7 @@ on data-bin/multi30k.de-en or, when that is not prepared, data-bin/synthetic.de-
 briefly trained models can emit long repetitive hypotheses, so compare pn with preln in
 tokens/s there, not sentences/s.
 
-    python bench/bench_decode.py [--sentences 200] [--rounds 3] [--threads 2]
+    python bench/bench_decode.py [--sentences 200] [--rounds 3] [--threads 2] [--fixed-length 20]
     python bench/bench_decode.py --pn PN.pt --preln PRELN.pt --data DATA_BIN [--gen-subset test]
 """
 import argparse
@@ -88,6 +91,8 @@ def generation_cfg(a, data: Path, cpu: bool):
             "--source-lang", a.source_lang, "--target-lang", a.target_lang, "--gen-subset", a.gen_subset,
             "--beam", str(a.beam), "--batch-size", str(a.batch_size), "--required-batch-size-multiple", "1",
             "--remove-bpe", "--seed", "1"] + (["--cpu"] if cpu else [])
+    if a.fixed_length:  # every hypothesis exactly N tokens: the same decoder steps for every model
+        argv += ["--min-len", str(a.fixed_length), "--max-len-a", "0", "--max-len-b", str(a.fixed_length)]
     return convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_generation_parser(), argv))
 
 
@@ -158,6 +163,10 @@ def main():
     p.add_argument("--batch-size", type=int, default=128, help="sentences per batch (128)")
     p.add_argument("--sentences", type=int, default=0, help="decode only this many sentences, spread evenly over "
                                                              "the subset (0: all)")
+    p.add_argument("--fixed-length", type=int, default=0,
+                   help="force every hypothesis to this many tokens (--min-len N --max-len-a 0 --max-len-b N), so "
+                        "that all models run the same number of decoder steps and the comparison measures the "
+                        "cost of a step, not the length of what each model chooses to say (0: off)")
     p.add_argument("--rounds", type=int, default=3, help="timed passes per model, interleaved (3)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

@@ -105,12 +105,16 @@ def test_unknown_impl_is_refused():
         build_norm("power", 8, impl="triton")
 
 
-def test_kernel_sums_and_outputs_against_torch():
+@pytest.mark.parametrize("with_shift", [True, False], ids=["shift", "no-shift"])
+def test_kernel_sums_and_outputs_against_torch(with_shift):
+    # Without a shift the kernels take the real rows' sums as (all rows) - (padding rows).
     torch.manual_seed(1)
     N, C, G, eps = 301, 48, 4, 1e-5  # N not a multiple of the thread count or of the flush block
     x, dy = torch.randn(N, C) * 3, torch.randn(N, C)
     w = (torch.rand(N) > 0.3).float()
     a, b, shift, pad = torch.rand(C), torch.rand(C), torch.rand(C), torch.rand(C)
+    if not with_shift:
+        shift = None
     c1, c2, c3 = torch.rand(C), torch.rand(C), torch.rand(C)
     xd, dyd, wd = x.double(), dy.double(), w.double()
     r = torch.rsqrt(xd.reshape(N, G, -1).pow(2).mean(-1) + eps)
@@ -120,8 +124,9 @@ def test_kernel_sums_and_outputs_against_torch():
     real = w.bool()
     torch.testing.assert_close(y[real].double(), (xs * a.double() + b.double())[real], atol=1e-5, rtol=1e-5)
     assert torch.equal(y[~real], pad.expand(int((~real).sum()), C))
-    torch.testing.assert_close(s1, wd @ (xs - shift.double()), atol=1e-3, rtol=1e-6)
-    torch.testing.assert_close(s2, wd @ (xs - shift.double()) ** 2, atol=1e-3, rtol=1e-6)
+    sd = shift.double() if shift is not None else 0.0
+    torch.testing.assert_close(s1, wd @ (xs - sd), atol=1e-3, rtol=1e-6)
+    torch.testing.assert_close(s2, wd @ (xs - sd) ** 2, atol=1e-3, rtol=1e-6)
     torch.testing.assert_close(sa, (xs ** 2).sum(0), atol=1e-3, rtol=1e-6)
     dx, sk, sall, sxk, sxa = kernels.backward(dy, x, G, eps, w, shift, (True, True, True, True), c1, c2, c3, 2)
     dxs = dyd * c1.double() - xs * c2.double() + c3.double()
@@ -136,7 +141,7 @@ def test_kernel_sums_and_outputs_against_torch():
     torch.testing.assert_close(y_r, y)
     torch.testing.assert_close(sk, wd @ dyd, atol=1e-3, rtol=1e-6)
     torch.testing.assert_close(sall, dyd.sum(0), atol=1e-3, rtol=1e-6)
-    torch.testing.assert_close(sxk, wd @ (dyd * (xs - shift.double())), atol=1e-3, rtol=1e-6)
+    torch.testing.assert_close(sxk, wd @ (dyd * (xs - sd)), atol=1e-3, rtol=1e-6)
     torch.testing.assert_close(sxa, (dyd * xs).sum(0), atol=1e-3, rtol=1e-6)
     # pad_mode 1: padding rows get dy * c1; without groups, dx = dxs.
     dx1, *_ = kernels.backward(dy, x, 0, eps, w, c1=c1, c2=c2, pad_mode=1)

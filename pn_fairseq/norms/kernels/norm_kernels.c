@@ -98,6 +98,7 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, float
                const float *a, const float *b, const float *pad_value, float *y, int nthreads) {
     nthreads = clamp_threads(nthreads, N);
     int nsum = 3;
+    const int derive = s2_keep && s2_all && !shift;
     double *part = (double *)calloc((size_t)nthreads * nsum * C, sizeof(double));
     if (!part) return 1;
     int failed = 0;
@@ -122,6 +123,7 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, float
             for (int64_t n = lo; n < hi; ++n) {
                 const float *xn = x + n * C;
                 const float *xs = xn;
+                int done_y = 0;
                 if (G > 0) {
                     if (r_io && r_given) {
                         apply_group_scale(xn, C, G, r_io + n * G, buf);
@@ -141,7 +143,8 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, float
                         for (int64_t c = 0; c < C; ++c) f1[c] += xs[c];
                     }
                 }
-                if (real && s2_keep) {
+                /* derive: s2_keep = s2_all - (the padding rows' part), one loop less per real row. */
+                if (s2_keep && (derive ? !real : real)) {
                     if (shift) {
 #pragma omp simd
                         for (int64_t c = 0; c < C; ++c) {
@@ -153,7 +156,15 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, float
                         for (int64_t c = 0; c < C; ++c) f2[c] += xs[c] * xs[c];
                     }
                 }
-                if (s2_all) {
+                if (s2_all && y && (real || !pad_value)) {  /* the commonest pass: sum and output in one loop */
+                    float *yn = y + n * C;
+#pragma omp simd
+                    for (int64_t c = 0; c < C; ++c) {
+                        fa[c] += xs[c] * xs[c];
+                        yn[c] = xs[c] * a[c] + b[c];
+                    }
+                    done_y = 1;
+                } else if (s2_all) {
 #pragma omp simd
                     for (int64_t c = 0; c < C; ++c) fa[c] += xs[c] * xs[c];
                 }
@@ -162,7 +173,7 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, float
                     if (s2_keep) flush(p2, f2, C);
                     if (s2_all) flush(pa, fa, C);
                 }
-                if (y) {
+                if (y && !done_y) {
                     float *yn = y + n * C;
                     if (!real && pad_value) {
                         memcpy(yn, pad_value, sizeof(float) * C);
@@ -184,6 +195,8 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, float
             for (int t = 0; t < nthreads; ++t) memcpy(tmp + (int64_t)t * C, part + ((int64_t)t * nsum + k) * C, sizeof(double) * C);
             add_partials(out, tmp, nthreads, C);
         }
+        if (derive && !failed)
+            for (int64_t c = 0; c < C; ++c) s2_keep[c] = s2_all[c] - s2_keep[c];
         free(tmp);
     }
     free(part);
@@ -201,6 +214,8 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
                 const float *c3, int pad_mode, float *dx, int nthreads) {
     nthreads = clamp_threads(nthreads, N);
     int nsum = 4;
+    /* Sums over real rows derived as (all rows) - (padding rows): one loop less per real row. */
+    const int derive_dy = sdy_keep && sdy_all, derive_dyx = sdyx_keep && sdyx_all && !shift;
     double *part = (double *)calloc((size_t)nthreads * nsum * C, sizeof(double));
     if (!part) return 1;
     int failed = 0;
@@ -244,26 +259,29 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
                     xs = buf;
                 }
                 int real = !w_rows || w_rows[n] != 0.f;
-                if (real) {
-                    if (sdy_keep) {
+                if (sdy_keep && (derive_dy ? !real : real)) {
 #pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) fk[c] += dyn[c];
-                    }
-                    if (sdyx_keep) {
-                        if (shift) {
+                    for (int64_t c = 0; c < C; ++c) fk[c] += dyn[c];
+                }
+                if (sdyx_keep && (derive_dyx ? !real : real)) {
+                    if (shift) {
 #pragma omp simd
-                            for (int64_t c = 0; c < C; ++c) fxk[c] += dyn[c] * (xs[c] - shift[c]);
-                        } else {
+                        for (int64_t c = 0; c < C; ++c) fxk[c] += dyn[c] * (xs[c] - shift[c]);
+                    } else {
 #pragma omp simd
-                            for (int64_t c = 0; c < C; ++c) fxk[c] += dyn[c] * xs[c];
-                        }
+                        for (int64_t c = 0; c < C; ++c) fxk[c] += dyn[c] * xs[c];
                     }
                 }
-                if (sdy_all) {
+                if (sdy_all && sdyx_all) {
+#pragma omp simd
+                    for (int64_t c = 0; c < C; ++c) {
+                        fa[c] += dyn[c];
+                        fxa[c] += dyn[c] * xs[c];
+                    }
+                } else if (sdy_all) {
 #pragma omp simd
                     for (int64_t c = 0; c < C; ++c) fa[c] += dyn[c];
-                }
-                if (sdyx_all) {
+                } else if (sdyx_all) {
 #pragma omp simd
                     for (int64_t c = 0; c < C; ++c) fxa[c] += dyn[c] * xs[c];
                 }
@@ -330,6 +348,10 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
             if (!out) continue;
             for (int t = 0; t < nthreads; ++t) memcpy(tmp + (int64_t)t * C, part + ((int64_t)t * nsum + k) * C, sizeof(double) * C);
             add_partials(out, tmp, nthreads, C);
+        }
+        for (int64_t c = 0; c < C && !failed; ++c) {
+            if (derive_dy) sdy_keep[c] = sdy_all[c] - sdy_keep[c];
+            if (derive_dyx) sdyx_keep[c] = sdyx_all[c] - sdyx_keep[c];
         }
         free(tmp);
     }
