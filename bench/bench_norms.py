@@ -146,7 +146,9 @@ def main():
     times = time_cases(steps, args.repeats)
     memory = [peak_bytes(fb, m, x, grad) for (fb, _), (_, m, _) in zip(steps, cases)]
 
-    fused_note = "C kernels: " + (kernels.load().pn_flags if kernels.load() else f"unavailable ({kernels.unavailable_reason()})")
+    lib = kernels.load()
+    fused_note = (f"C kernels: {lib.pn_flags} ({lib.pn_build})" if lib
+                  else f"C kernels unavailable ({kernels.unavailable_reason()})")
     print(f"T x B x C = {args.T} x {args.B} x {args.C}, {int(mask.sum())} padding positions "
           f"({mask.float().mean():.0%}), device {args.device}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; {fused_note}")

@@ -93,19 +93,14 @@ class BatchNorm(NormBase):
                 mu = total / count
                 (sq_dev,) = all_reduce_sum([weights @ (xf - mu).pow(2)], group)
                 var = sq_dev / count
-            self._log_forward(mu, var)
-            self.running_mean.mul_(1 - self.momentum).add_(mu.to(self.running_mean.dtype), alpha=self.momentum)
-            unbiased = var * (n / (n - 1)) if n > 1 else var
-            self.running_var.mul_(1 - self.momentum).add_(unbiased.to(self.running_var.dtype), alpha=self.momentum)
-            self.num_batches_tracked.add_(1)
-            self._watch_buffers()
+            self._advance_batch(mu, var, n)
         return BatchStatNormFn.apply(xf, keep, w, b, mu, torch.rsqrt(var + self.eps), True, not self.dummy_batch,
                                      group, self)
 
     @torch.no_grad()
     def _advance_batch(self, mu: torch.Tensor, var: torch.Tensor, count: float):
         """Move the running buffers towards the batch mean and the (biased) variance ``var``
-        over ``count`` rows, stored unbiased (the fused path's update)."""
+        over ``count`` rows, stored unbiased."""
         self._log_forward(mu, var)
         self.running_mean.mul_(1 - self.momentum).add_(mu.to(self.running_mean.dtype), alpha=self.momentum)
         unbiased = var * (count / (count - 1)) if count > 1 else var

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -83,7 +84,9 @@ def _build() -> ctypes.CDLL:
         key = hashlib.sha256(source + " ".join([cc, *flags]).encode() + _cpu_tag().encode()).hexdigest()[:16]
         path = cache_dir() / f"norm_kernels-{key}.so"
         try:
-            if not path.exists():
+            t0 = time.perf_counter()
+            cached = path.exists()
+            if not cached:
                 _compile(cc, flags, path)
             lib = ctypes.CDLL(str(path))
         except (OSError, subprocess.CalledProcessError) as e:
@@ -92,6 +95,7 @@ def _build() -> ctypes.CDLL:
             continue
         _declare(lib)
         lib.pn_flags = " ".join(flags)
+        lib.pn_build = "cached" if cached else f"built in {time.perf_counter() - t0:.1f} s"
         return lib
     raise RuntimeError("building pn_fairseq/norms/kernels/norm_kernels.c failed: " + "; ".join(errors))
 

@@ -25,6 +25,11 @@
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#define NUM_THREADS() omp_get_num_threads()
+#else
+#define THREAD_ID() 0
+#define NUM_THREADS() 1
 #endif
 
 /* sum a[c] * b[c] in 16 independent lanes: the loop-carried dependency of one accumulator
@@ -63,15 +68,6 @@ static void apply_group_scale(const float *x, int64_t C, int64_t G, const float 
     }
 }
 
-static void add_partials(double *out, const double *part, int nparts, int64_t C) {
-    if (!out) return;
-    memset(out, 0, sizeof(double) * C);
-    for (int p = 0; p < nparts; ++p) {
-        const double *src = part + (int64_t)p * C;
-        for (int64_t c = 0; c < C; ++c) out[c] += src[c];
-    }
-}
-
 /* Column sums accumulate in float over FLUSH rows (full SIMD width, L1-resident), then into
  * per-thread doubles, so that the result is as exact as a float64 sum for any N. */
 #define FLUSH 32
@@ -80,6 +76,18 @@ static void flush(double *d, float *f, int64_t C) {
     for (int64_t c = 0; c < C; ++c) {
         d[c] += (double)f[c];
         f[c] = 0.f;
+    }
+}
+
+/* outs[k] (NULL: skipped) = the sum over threads of partial sum k; part is nthreads x nsum x C. */
+static void reduce_partials(const double *part, int nthreads, int nsum, int64_t C, double **outs) {
+    for (int k = 0; k < nsum; ++k) {
+        if (!outs[k]) continue;
+        memset(outs[k], 0, sizeof(double) * C);
+        for (int t = 0; t < nthreads; ++t) {
+            const double *src = part + ((int64_t)t * nsum + k) * C;
+            for (int64_t c = 0; c < C; ++c) outs[k][c] += src[c];
+        }
     }
 }
 
@@ -104,11 +112,7 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, float
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
-#ifdef _OPENMP
-        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        int tid = 0, nt = 1;
-#endif
+        int tid = THREAD_ID(), nt = NUM_THREADS();
         double *p1 = part + ((int64_t)tid * nsum + 0) * C;
         double *p2 = part + ((int64_t)tid * nsum + 1) * C;
         double *pa = part + ((int64_t)tid * nsum + 2) * C;
@@ -187,17 +191,10 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, float
         free(buf);
     }
     if (!failed) {
-        double *tmp = (double *)malloc(sizeof(double) * (size_t)nthreads * C);
-        if (!tmp) failed = 1;
-        for (int k = 0; k < nsum && !failed; ++k) {
-            double *out = k == 0 ? s1_keep : k == 1 ? s2_keep : s2_all;
-            if (!out) continue;
-            for (int t = 0; t < nthreads; ++t) memcpy(tmp + (int64_t)t * C, part + ((int64_t)t * nsum + k) * C, sizeof(double) * C);
-            add_partials(out, tmp, nthreads, C);
-        }
-        if (derive && !failed)
+        double *outs[3] = {s1_keep, s2_keep, s2_all};
+        reduce_partials(part, nthreads, nsum, C, outs);
+        if (derive)
             for (int64_t c = 0; c < C; ++c) s2_keep[c] = s2_all[c] - s2_keep[c];
-        free(tmp);
     }
     free(part);
     return failed;
@@ -221,11 +218,7 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
-#ifdef _OPENMP
-        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        int tid = 0, nt = 1;
-#endif
+        int tid = THREAD_ID(), nt = NUM_THREADS();
         double *pk = part + ((int64_t)tid * nsum + 0) * C;
         double *pa = part + ((int64_t)tid * nsum + 1) * C;
         double *pxk = part + ((int64_t)tid * nsum + 2) * C;
@@ -341,19 +334,12 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
         free(buf);
     }
     if (!failed) {
-        double *tmp = (double *)malloc(sizeof(double) * (size_t)nthreads * C);
-        if (!tmp) failed = 1;
-        for (int k = 0; k < nsum && !failed; ++k) {
-            double *out = k == 0 ? sdy_keep : k == 1 ? sdy_all : k == 2 ? sdyx_keep : sdyx_all;
-            if (!out) continue;
-            for (int t = 0; t < nthreads; ++t) memcpy(tmp + (int64_t)t * C, part + ((int64_t)t * nsum + k) * C, sizeof(double) * C);
-            add_partials(out, tmp, nthreads, C);
-        }
-        for (int64_t c = 0; c < C && !failed; ++c) {
+        double *outs[4] = {sdy_keep, sdy_all, sdyx_keep, sdyx_all};
+        reduce_partials(part, nthreads, nsum, C, outs);
+        for (int64_t c = 0; c < C; ++c) {
             if (derive_dy) sdy_keep[c] = sdy_all[c] - sdy_keep[c];
             if (derive_dyx) sdyx_keep[c] = sdyx_all[c] - sdyx_keep[c];
         }
-        free(tmp);
     }
     free(part);
     return failed;
