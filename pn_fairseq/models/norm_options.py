@@ -5,6 +5,7 @@ from ..errors import PNUserError
 from ..norms import NORM_CHOICES, build_norm
 from ..norms.folded import FOLDED, FoldedNorm
 from .deepnorm import add_deepnorm_args
+from .fixnorm import add_fixnorm_args
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ NORM_DEFAULTS = {
     "log_norm_stats": False,
     "dyt_alpha_init": 0.5,
     "deepnorm": False,
+    "fixnorm": False,
 }
 
 BATCH_STAT_NORMS = ("batch", "power_v", "power")
@@ -72,6 +74,7 @@ def add_norm_args(parser):
     g.add_argument("--dyt-alpha-init", type=float,
                    help="dyt: initial value of DyT's learned scalar alpha in tanh(alpha * x) (0.5, the paper's default)")
     add_deepnorm_args(g)
+    add_fixnorm_args(g)
 
 
 def fill_norm_defaults(args):

@@ -21,6 +21,7 @@ from ..norms import NormBase, pad_mask_context
 from ..norms.registry import norm_name_of
 from ..tasks import TranslationPNTask
 from . import norm_monitor
+from .fixnorm import FixNormEmbedding, FixNormLinear
 from .layers import PNTransformerDecoderLayer, PNTransformerEncoderLayer, wrap_layer
 from .norm_options import add_norm_args, build_side_norm, fill_norm_defaults
 
@@ -53,6 +54,12 @@ class PNTransformerDecoder(TransformerDecoderBase):
 
     def build_decoder_layer(self, cfg, no_encoder_attn=False):
         return wrap_layer(PNTransformerDecoderLayer(cfg, no_encoder_attn), cfg)
+
+    def build_output_projection(self, cfg, dictionary, embed_tokens):
+        super().build_output_projection(cfg, dictionary, embed_tokens)
+        # --fixnorm: a projection tied to the embeddings uses their unit-length rows too.
+        if getattr(cfg, "fixnorm", False) and self.share_input_output_embed and self.output_projection is not None:
+            self.output_projection = FixNormLinear.tied_to(self.embed_tokens.weight)
 
     def extract_features_scriptable(self, prev_output_tokens, encoder_out, incremental_state=None, *args, **kwargs):
         # prev_output_tokens: B x T; incremental decoding only feeds the last column.
@@ -113,6 +120,11 @@ class TransformerPNModel(TransformerModel):
                 "running statistics of BN/PN-V/PN; use --task translation_pn (the row scripts do)",
                 getattr(args, "task", type(task).__name__))
         return model
+
+    @classmethod
+    def build_embedding(cls, args, dictionary, embed_dim, path=None):
+        emb = super().build_embedding(args, dictionary, embed_dim, path)
+        return FixNormEmbedding.from_embedding(emb) if getattr(args, "fixnorm", False) else emb
 
     def set_num_updates(self, num_updates):
         """fairseq's hook before every training forward: first stop a run whose norms'
