@@ -46,25 +46,13 @@ static inline float dot(const float *a, const float *b, int64_t n) {
     return acc;
 }
 
-/* xs = x * r for one row (r: G reciprocal group RMS values, also returned). */
-static void group_scale(const float *x, int64_t C, int64_t G, float eps, float *xs, float *r) {
+/* r[g] = 1 / sqrt(mean_group(x^2) + eps) for one row's G groups. The passes then use
+ * xs = x * r on the fly, group by group, instead of storing it. */
+static void group_rstd(const float *x, int64_t C, int64_t G, float eps, float *r) {
     int64_t cg = C / G;
     for (int64_t g = 0; g < G; ++g) {
         const float *xg = x + g * cg;
-        float rg = 1.0f / sqrtf(dot(xg, xg, cg) / (float)cg + eps);
-        r[g] = rg;
-#pragma omp simd
-        for (int64_t c = 0; c < cg; ++c) xs[g * cg + c] = xg[c] * rg;
-    }
-}
-
-/* xs = x * r for one row, r given. */
-static void apply_group_scale(const float *x, int64_t C, int64_t G, const float *r, float *xs) {
-    int64_t cg = C / G;
-    for (int64_t g = 0; g < G; ++g) {
-        float rg = r[g];
-#pragma omp simd
-        for (int64_t c = 0; c < cg; ++c) xs[g * cg + c] = x[g * cg + c] * rg;
+        r[g] = 1.0f / sqrtf(dot(xg, xg, cg) / (float)cg + eps);
     }
 }
 
@@ -116,75 +104,68 @@ int pn_forward(const float *x, int64_t N, int64_t C, int64_t G, float eps, float
         double *p1 = part + ((int64_t)tid * nsum + 0) * C;
         double *p2 = part + ((int64_t)tid * nsum + 1) * C;
         double *pa = part + ((int64_t)tid * nsum + 2) * C;
-        float *buf = (float *)malloc(sizeof(float) * (C + G + (int64_t)nsum * C));
+        float *buf = (float *)malloc(sizeof(float) * (G + 1 + (int64_t)nsum * C));
         if (!buf) {
 #pragma omp atomic write
             failed = 1;
         } else {
-            float *f1 = buf + C + G, *f2 = f1 + C, *fa = f2 + C;
+            float *rbuf = buf, *f1 = buf + G + 1, *f2 = f1 + C, *fa = f2 + C;
             memset(f1, 0, sizeof(float) * nsum * C);
             int64_t lo = N * tid / nt, hi = N * (tid + 1) / nt;
             for (int64_t n = lo; n < hi; ++n) {
                 const float *xn = x + n * C;
-                const float *xs = xn;
-                int done_y = 0;
+                float *yn = y ? y + n * C : NULL;
+                /* The row's group factors (G = 0: one group of C with factor 1). */
+                float one = 1.f, *r = &one;
+                int64_t ng = G > 0 ? G : 1, cg = C / ng;
                 if (G > 0) {
-                    if (r_io && r_given) {
-                        apply_group_scale(xn, C, G, r_io + n * G, buf);
-                    } else {
-                        group_scale(xn, C, G, eps, buf, buf + C);
-                        if (r_io) memcpy(r_io + n * G, buf + C, sizeof(float) * G);
+                    r = r_io && r_given ? r_io + n * G : rbuf;
+                    if (!(r_io && r_given)) {
+                        group_rstd(xn, C, G, eps, r);
+                        if (r_io) memcpy(r_io + n * G, r, sizeof(float) * G);
                     }
-                    xs = buf;
                 }
                 int real = !w_rows || w_rows[n] != 0.f;
-                if (real && s1_keep) {
-                    if (shift) {
+                int do1 = real && s1_keep, do2 = s2_keep && (derive ? !real : real);
+                int doy = yn && (real || !pad_value);
+                if (yn && !doy) memcpy(yn, pad_value, sizeof(float) * C);
+                for (int64_t g = 0; g < ng; ++g) {
+                    const int64_t o = g * cg, e = o + cg;
+                    const float rg = r[g];
+                    if (do1) {
 #pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) f1[c] += xs[c] - shift[c];
-                    } else {
-#pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) f1[c] += xs[c];
+                        for (int64_t j = o; j < e; ++j) f1[j] += xn[j] * rg - (shift ? shift[j] : 0.f);
                     }
-                }
-                /* derive: s2_keep = s2_all - (the padding rows' part), one loop less per real row. */
-                if (s2_keep && (derive ? !real : real)) {
-                    if (shift) {
+                    /* derive: s2_keep = s2_all - (the padding rows' part), one loop less per real row. */
+                    if (do2) {
 #pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) {
-                            float d = xs[c] - shift[c];
-                            f2[c] += d * d;
+                        for (int64_t j = o; j < e; ++j) {
+                            float d = xn[j] * rg - (shift ? shift[j] : 0.f);
+                            f2[j] += d * d;
                         }
-                    } else {
-#pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) f2[c] += xs[c] * xs[c];
                     }
-                }
-                if (s2_all && y && (real || !pad_value)) {  /* the commonest pass: sum and output in one loop */
-                    float *yn = y + n * C;
+                    if (s2_all && doy) {  /* PN's pass: sum and output in one loop */
 #pragma omp simd
-                    for (int64_t c = 0; c < C; ++c) {
-                        fa[c] += xs[c] * xs[c];
-                        yn[c] = xs[c] * a[c] + b[c];
+                        for (int64_t j = o; j < e; ++j) {
+                            float v = xn[j] * rg;
+                            fa[j] += v * v;
+                            yn[j] = v * a[j] + b[j];
+                        }
+                        continue;
                     }
-                    done_y = 1;
-                } else if (s2_all) {
+                    if (s2_all) {
 #pragma omp simd
-                    for (int64_t c = 0; c < C; ++c) fa[c] += xs[c] * xs[c];
+                        for (int64_t j = o; j < e; ++j) fa[j] += (xn[j] * rg) * (xn[j] * rg);
+                    }
+                    if (doy) {
+#pragma omp simd
+                        for (int64_t j = o; j < e; ++j) yn[j] = (xn[j] * rg) * a[j] + b[j];
+                    }
                 }
                 if ((n - lo + 1) % FLUSH == 0 || n + 1 == hi) {
                     if (s1_keep) flush(p1, f1, C);
                     if (s2_keep) flush(p2, f2, C);
                     if (s2_all) flush(pa, fa, C);
-                }
-                if (y && !done_y) {
-                    float *yn = y + n * C;
-                    if (!real && pad_value) {
-                        memcpy(yn, pad_value, sizeof(float) * C);
-                    } else {
-#pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) yn[c] = xs[c] * a[c] + b[c];
-                    }
                 }
             }
         }
@@ -223,12 +204,12 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
         double *pa = part + ((int64_t)tid * nsum + 1) * C;
         double *pxk = part + ((int64_t)tid * nsum + 2) * C;
         double *pxa = part + ((int64_t)tid * nsum + 3) * C;
-        float *buf = (float *)malloc(sizeof(float) * (2 * C + G + (int64_t)nsum * C));
+        float *buf = (float *)malloc(sizeof(float) * (C + G + 1 + (int64_t)nsum * C));
         if (!buf) {
 #pragma omp atomic write
             failed = 1;
         } else {
-            float *fk = buf + 2 * C + G, *fa = fk + C, *fxk = fa + C, *fxa = fxk + C;
+            float *dxs = buf, *rbuf = buf + C, *fk = rbuf + G + 1, *fa = fk + C, *fxk = fa + C, *fxa = fxk + C;
             memset(fk, 0, sizeof(float) * nsum * C);
             int64_t lo = N * tid / nt, hi = N * (tid + 1) / nt;
             for (int64_t n = lo; n < hi; ++n) {
@@ -239,44 +220,44 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
                     if (sdyx_all) flush(pxa, fxa, C);
                 }
                 const float *xn = x + n * C, *dyn = dy + n * C;
-                const float *xs = xn;
-                float *r = NULL;
+                /* The row's group factors (G = 0: one group of C with factor 1); xs = x * r on the fly. */
+                float one = 1.f;
+                const float *r = &one;
+                int64_t ng = G > 0 ? G : 1, cg = C / ng;
                 if (G > 0) {
                     if (r_in) {
-                        r = (float *)(r_in + n * G);
-                        apply_group_scale(xn, C, G, r, buf);
+                        r = r_in + n * G;
                     } else {
-                        r = buf + 2 * C;
-                        group_scale(xn, C, G, eps, buf, r);
+                        group_rstd(xn, C, G, eps, rbuf);
+                        r = rbuf;
                     }
-                    xs = buf;
                 }
                 int real = !w_rows || w_rows[n] != 0.f;
-                if (sdy_keep && (derive_dy ? !real : real)) {
+                int dok = sdy_keep && (derive_dy ? !real : real), doxk = sdyx_keep && (derive_dyx ? !real : real);
+                for (int64_t g = 0; g < ng; ++g) {
+                    const int64_t o = g * cg, e = o + cg;
+                    const float rg = r[g];
+                    if (dok) {
 #pragma omp simd
-                    for (int64_t c = 0; c < C; ++c) fk[c] += dyn[c];
-                }
-                if (sdyx_keep && (derive_dyx ? !real : real)) {
-                    if (shift) {
-#pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) fxk[c] += dyn[c] * (xs[c] - shift[c]);
-                    } else {
-#pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) fxk[c] += dyn[c] * xs[c];
+                        for (int64_t j = o; j < e; ++j) fk[j] += dyn[j];
                     }
-                }
-                if (sdy_all && sdyx_all) {
+                    if (doxk) {
 #pragma omp simd
-                    for (int64_t c = 0; c < C; ++c) {
-                        fa[c] += dyn[c];
-                        fxa[c] += dyn[c] * xs[c];
+                        for (int64_t j = o; j < e; ++j) fxk[j] += dyn[j] * (xn[j] * rg - (shift ? shift[j] : 0.f));
                     }
-                } else if (sdy_all) {
+                    if (sdy_all && sdyx_all) {
 #pragma omp simd
-                    for (int64_t c = 0; c < C; ++c) fa[c] += dyn[c];
-                } else if (sdyx_all) {
+                        for (int64_t j = o; j < e; ++j) {
+                            fa[j] += dyn[j];
+                            fxa[j] += dyn[j] * (xn[j] * rg);
+                        }
+                    } else if (sdy_all) {
 #pragma omp simd
-                    for (int64_t c = 0; c < C; ++c) fxa[c] += dyn[c] * xs[c];
+                        for (int64_t j = o; j < e; ++j) fa[j] += dyn[j];
+                    } else if (sdyx_all) {
+#pragma omp simd
+                        for (int64_t j = o; j < e; ++j) fxa[j] += dyn[j] * (xn[j] * rg);
+                    }
                 }
                 if (!dx) continue;
                 float *dxn = dx + n * C;
@@ -301,8 +282,6 @@ int pn_backward(const float *dy, const float *x, int64_t N, int64_t C, int64_t G
                 }
                 /* Per group: dxs = dy c1 - xs c2 + c3 into the row buffer while summing dxs * x
                  * in 16 lanes, then dx = r (dxs - xs * mean(dxs xs)); xs = x r is never stored. */
-                int64_t cg = C / G;
-                float *dxs = buf + C;
                 for (int64_t g = 0; g < G; ++g) {
                     int64_t o = g * cg;
                     float rg = r[g], lanes[16] = {0}, acc = 0.f;
