@@ -43,10 +43,19 @@ _P = ctypes.c_void_p
 
 
 def cache_dir() -> Path:
+    """``$PN_FAIRSEQ_KERNEL_CACHE``, else ``~/.cache/pn_fairseq/kernels`` when it can be
+    written, else a per-user folder in the temporary directory (a read-only home)."""
     env = os.environ.get("PN_FAIRSEQ_KERNEL_CACHE")
     if env:
         return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pn_fairseq" / "kernels"
+    home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pn_fairseq" / "kernels"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if os.access(home, os.W_OK):
+            return home
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"pn_fairseq-kernels-{os.getuid()}"
 
 
 def _cpu_tag() -> str:
