@@ -58,11 +58,10 @@ class BatchNorm(NormBase):
         w, b = self.weight.to(sd), self.bias.to(sd)
         group = self.sync_group() if self.training else None
         if self.use_fused(xf, group):
-            w_rows = None if keep is None else keep.float()
             if self.variant == "reference":
-                y = BatchNormReferenceFusedFn.apply(xf.contiguous(), w, b, self, w_rows)
+                y = BatchNormReferenceFusedFn.apply(xf, w, b, self, keep)
             else:
-                y = BatchStatNormFusedFn.apply(xf.contiguous(), w, b, self, w_rows, True)
+                y = BatchStatNormFusedFn.apply(xf, w, b, self, keep, True)
         elif self.training and self.dummy_batch and group is None:
             # fairseq's dummy batch: an output from the running statistics, nothing moves.
             xs = rms_scale(xf, 1, self.eps) if self.variant == "reference" else xf

@@ -34,14 +34,20 @@ def real_count(w_rows: Optional[torch.Tensor], n: int) -> float:
     return float(n) if w_rows is None else float(w_rows.sum())
 
 
+def row_weights(keep: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The kernels' ``w_rows: N`` (1.0 = real token) from ``keep: N`` bool, None for no padding."""
+    return None if keep is None else keep.float()
+
+
 class PowerNormFusedFn(torch.autograd.Function):
     """PN's training step (both variants). ``norm`` supplies the warm-up logic and buffers
-    (``PowerNorm._advance``); ``x: N x C`` float32 contiguous, ``w_rows: N`` (1 = real
-    token) or None. Saves ``x`` (which the caller holds anyway), ``w_rows`` and the group
+    (``PowerNorm._advance``); ``x: N x C`` float32, ``keep: N`` bool (True = real token) or
+    None (no padding). Saves ``x`` (which the caller holds anyway), ``w_rows`` and the group
     factors ``r: N x G``."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, norm, w_rows):
+    def forward(ctx, x, weight, bias, norm, keep):
+        x, w_rows = x.contiguous(), row_weights(keep)
         n_rows, groups, eps = x.shape[0], norm.groups, norm.eps
         reference = norm.variant == "reference"
         m = real_count(w_rows, n_rows)
@@ -76,7 +82,7 @@ class PowerNormFusedFn(torch.autograd.Function):
         c1 = _f32(weight * r_b)
         c2 = _f32(nu_prev * r_f * r_b)
         dx, sdy, _, sdyx, sdyx_all = kernels.backward(
-            grad_out.to(torch.float32).contiguous(), x, norm.groups, norm.eps, w_rows,
+            _f32(grad_out), x, norm.groups, norm.eps, w_rows,
             sums=(True, False, True, reference), c1=c1, c2=c2, r=r)
         sdyx_rows = sdyx_all if reference else sdyx
         with torch.no_grad():
@@ -93,7 +99,8 @@ class BatchStatNormFusedFn(torch.autograd.Function):
     ``norm._advance_batch(mean, var, n)`` moves the running buffers."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, norm, w_rows, center: bool):
+    def forward(ctx, x, weight, bias, norm, keep, center: bool):
+        x, w_rows = x.contiguous(), row_weights(keep)
         m = real_count(w_rows, x.shape[0])
         shift = norm.running_mean.to(torch.float32).contiguous() if center else None
         _, s1, s2, *_ = kernels.forward(x, 0, norm.eps, w_rows, shift, stats=(center, True, False))
@@ -117,7 +124,7 @@ class BatchStatNormFusedFn(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         x, w_rows, weight = ctx.saved_tensors
-        dy = grad_out.to(torch.float32).contiguous()
+        dy = _f32(grad_out)
         _, sdy, _, sdyz_raw, _ = kernels.backward(dy, x, 0, ctx.norm.eps, w_rows, ctx.mu, sums=(True, False, True, False))
         s, m, gamma = ctx.rstd, ctx.m, weight.double()
         sdyz = sdyz_raw * s  # sum_real dy * z
@@ -148,7 +155,8 @@ class BatchNormReferenceFusedFn(torch.autograd.Function):
     term through the filled ``mu``), then the RMS scaling's gradient; padding rows get 0."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, norm, w_rows):
+    def forward(ctx, x, weight, bias, norm, keep):
+        x, w_rows = x.contiguous(), row_weights(keep)
         n, eps = x.shape[0], norm.eps
         m = real_count(w_rows, n)
         shift = norm.running_mean.to(torch.float32).contiguous()
@@ -170,7 +178,7 @@ class BatchNormReferenceFusedFn(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, w_rows, weight, r = ctx.saved_tensors
         n, eps = x.shape[0], ctx.norm.eps
-        dy = grad_out.to(torch.float32).contiguous()
+        dy = _f32(grad_out)
         _, sdy, sdy_all, sdyx, _ = kernels.backward(dy, x, 1, eps, w_rows, ctx.mu, sums=(True, True, True, False), r=r)
         s, m, gamma, mu = ctx.rstd, ctx.m, weight.double(), ctx.mu.double()
         sdyz = sdyx * s  # sum_real dy z; padding rows have z = 0

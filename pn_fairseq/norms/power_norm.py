@@ -135,7 +135,7 @@ class PowerNorm(NormBase):
 
         group = self.sync_group()
         if self.use_fused(xf, group):
-            y = PowerNormFusedFn.apply(xf.contiguous(), w, b, self, None if keep is None else keep.float())
+            y = PowerNormFusedFn.apply(xf, w, b, self, keep)
             return y.to(x.dtype).reshape(x.shape)
         with torch.no_grad():
             r = xs = None

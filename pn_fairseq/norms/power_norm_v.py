@@ -44,7 +44,7 @@ class PowerNormV(NormBase):
         w, b = self.weight.to(sd), self.bias.to(sd)
         group = self.sync_group() if self.training else None
         if self.use_fused(xf, group):
-            y = BatchStatNormFusedFn.apply(xf.contiguous(), w, b, self, None if keep is None else keep.float(), False)
+            y = BatchStatNormFusedFn.apply(xf, w, b, self, keep, False)
         elif self.training:
             with torch.no_grad():
                 psi2_b = self.batch_quadratic_mean(xf, keep, group)
