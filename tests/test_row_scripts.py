@@ -74,9 +74,10 @@ def test_table1_rows(dataset, row):
 
 
 @pytest.mark.parametrize("row, arch, lr, sched, warmup", [
-    ("postln-warmup4k", "transformer_postln_iwslt_de_en", "5e-4", "inverse_sqrt", "4000"),
-    ("postln-warmup500", "transformer_postln_iwslt_de_en", "5e-4", "inverse_sqrt", "500"),
-    ("postln-nowarmup", "transformer_postln_iwslt_de_en", "1e-3", "epoch_step", None),
+    # warmup_rsqrt: the paper's warm-up then inverse square root (every row: tests/test_preln_rows.py)
+    ("postln-warmup4k", "transformer_postln_iwslt_de_en", "5e-4", "warmup_rsqrt", "4000"),
+    ("postln-warmup500", "transformer_postln_iwslt_de_en", "5e-4", "warmup_rsqrt", "500"),
+    ("postln-nowarmup", "transformer_postln_iwslt_de_en", "5e-4", "warmup_rsqrt", "1"),
     ("preln-nowarmup", "transformer_preln_iwslt_de_en", "5e-4", "epoch_step", None),
 ])
 def test_preln_paper_rows(row, arch, lr, sched, warmup):

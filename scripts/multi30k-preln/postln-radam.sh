@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# Pre-LN paper at Multi30k scale, row postln-radam: hyper-parameters in configs/preln/postln-radam.conf, scaled by configs/multi30k-preln/common.conf.
+exec "$(dirname "$0")/../run_row.sh" multi30k-preln postln-radam "$@"
