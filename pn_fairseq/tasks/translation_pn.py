@@ -18,6 +18,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from ..norms import NormBase
 from ..norms.base import dummy_batch_context
+from .resume import batch_iterator_as_from_epoch_1
 
 
 @contextlib.contextmanager
@@ -41,7 +42,13 @@ def norm_step_guard(model: torch.nn.Module, dummy: bool = False):
 
 @register_task("translation_pn", dataclass=TranslationConfig)
 class TranslationPNTask(TranslationTask):
-    """fairseq's translation task; only ``train_step`` changes (see the module docstring)."""
+    """fairseq's translation task with the norms' training-step guard (module docstring) and
+    the same batches for a resumed run as for a straight one (``get_batch_iterator``)."""
+
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        """fairseq's, with the batches a run from scratch trains on in every epoch, so that a
+        resume is exact at epoch ends too (pn_fairseq/tasks/resume.py)."""
+        return batch_iterator_as_from_epoch_1(super().get_batch_iterator, self, dataset, *args, **kwargs)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
         with norm_step_guard(model, dummy=ignore_grad):
