@@ -8,13 +8,15 @@ from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
 
 from ..norms import pad_mask_context
+from ..norms.state import checkpoint_phase, recompute_context
 from .deepnorm import DeepNormResidual
 from .norm_options import build_side_norm
 
 
 def wrap_layer(layer, cfg):
     """Re-apply fairseq's activation checkpointing / FSDP wrapping, which its own
-    ``build_*_layer`` does and an override would otherwise skip."""
+    ``build_*_layer`` does and an override would otherwise skip. A checkpointed layer's
+    norms see its recomputed forward as a replay (``norms/state.py``)."""
     checkpoint = cfg.checkpoint_activations
     if checkpoint:
         layer = checkpoint_wrapper(layer, offload_to_cpu=cfg.offload_activations)
@@ -35,7 +37,8 @@ class PNTransformerEncoderLayer(DeepNormResidual, TransformerEncoderLayerBase):
         self.setup_deepnorm(cfg, "encoder")  # --deepnorm only (pn_fairseq/models/deepnorm.py)
 
     def forward(self, x, encoder_padding_mask, attn_mask=None):
-        with pad_mask_context((self.self_attn_layer_norm, self.final_layer_norm), encoder_padding_mask):
+        norms = (self.self_attn_layer_norm, self.final_layer_norm)
+        with pad_mask_context(norms, encoder_padding_mask), recompute_context(norms, checkpoint_phase(self)):
             return super().forward(x, encoder_padding_mask, attn_mask=attn_mask)
 
 
@@ -57,5 +60,5 @@ class PNTransformerDecoderLayer(DeepNormResidual, TransformerDecoderLayerBase):
 
     def forward(self, x, *args, self_attn_padding_mask=None, **kwargs):
         norms = (self.self_attn_layer_norm, self.encoder_attn_layer_norm, self.final_layer_norm)
-        with pad_mask_context(norms, self_attn_padding_mask):
+        with pad_mask_context(norms, self_attn_padding_mask), recompute_context(norms, checkpoint_phase(self)):
             return super().forward(x, *args, self_attn_padding_mask=self_attn_padding_mask, **kwargs)

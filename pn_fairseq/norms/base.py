@@ -16,6 +16,16 @@ from . import kernels
 from .validation import check_impl
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+ALL_PADDING = "pad_mask marks every position as padding: no statistics can be taken"
+
+
+def autocast_off(t: torch.Tensor):
+    """A context in which ``t``'s device runs no autocast: the norms take their statistics in
+    float32 themselves, and under CUDA autocast a masked sum (a matrix product) would run in
+    fp16 and overflow once a channel's sum of squares passes 65504."""
+    if torch.is_autocast_enabled(t.device.type):
+        return torch.autocast(t.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def stat_dtype(x: torch.Tensor) -> torch.dtype:
@@ -47,12 +57,13 @@ def flatten(x: torch.Tensor, pad_mask: Optional[torch.Tensor]) -> Tuple[torch.Te
         return x, None
     else:
         raise ValueError(f"expected x of shape T x B x C or N x C, got {tuple(x.shape)}")
-    # One host sync per call (the count), shared by both checks below.
-    n = int(keep.sum())
-    if n == keep.numel():
-        return x2d, None
-    if n == 0:
-        raise ValueError("pad_mask marks every position as padding: no statistics can be taken")
+    # No host sync: a mask without padding still returns ``keep`` (the weighted reductions give
+    # the same result), and the all-padding check is asserted on the device (on CUDA it fails
+    # later, as a device-side assert, instead of draining the queue on every call).
+    try:
+        torch._assert_async(keep.any(), ALL_PADDING)
+    except RuntimeError as e:
+        raise ValueError(ALL_PADDING) from e
     return x2d, keep
 
 
@@ -93,8 +104,11 @@ def dist_per_channel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(a - b.to(a.dtype)) / a.numel()
 
 
-def num_kept(x2d: torch.Tensor, keep: Optional[torch.Tensor]) -> int:
-    return x2d.shape[0] if keep is None else int(keep.sum())
+def num_kept(x2d: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+    """Real tokens as a 0-dim tensor of ``x2d``'s dtype (no host sync)."""
+    if keep is None:
+        return x2d.new_tensor(float(x2d.shape[0]))
+    return keep.sum().to(x2d.dtype)
 
 
 class NormBase(nn.Module):
@@ -123,6 +137,11 @@ class NormBase(nn.Module):
 
     context_pad_mask: Optional[torch.Tensor] = None
     dummy_batch: bool = False
+    # The factor the incoming gradients carry (fairseq's dynamic loss scale under --fp16 /
+    # --amp, set per step by the task): statistics of the gradient are divided by it.
+    loss_scale: float = 1.0
+    # Activation checkpointing's recomputed forward: it moves no statistic and logs nothing.
+    replaying: bool = False
     stats_sink = None
     stats_name: Optional[str] = None  # short layer name for logs and errors, e.g. "enc0.ffn"
 
@@ -137,7 +156,7 @@ class NormBase(nn.Module):
 
     @property
     def logging_stats(self) -> bool:
-        return self.stats_sink is not None and not self.dummy_batch
+        return self.stats_sink is not None and not self.dummy_batch and not self.replaying
 
     def record(self, stat: str, value: torch.Tensor):
         """Hand one statistic (0-dim tensor) to the sink, if any."""
@@ -165,6 +184,8 @@ class NormBase(nn.Module):
 
     def watch_finite(self, name: str, tensor: torch.Tensor):
         """Remember whether ``tensor`` (a running buffer just updated) is still finite."""
+        if self.replaying:
+            return
         self._finite_flags.append((name, torch.isfinite(tensor).all()))
 
     def pop_finite_flags(self) -> List[Tuple[str, torch.Tensor]]:
@@ -189,11 +210,39 @@ class NormBase(nn.Module):
         return row_weights(x2d, keep)
 
     def _apply(self, fn, recurse=True):
+        # The buffers before the cast: where ``fn`` would make a float32 buffer fp16/bf16
+        # (``model.half()``, fairseq-generate --fp16), the original moves to the new device
+        # unrounded. Casting fn's result back to float32 would keep the rounding (psi2 = 1e5
+        # -> inf, 1e-8 -> 0).
+        before = {k: b for k, b in self._buffers.items() if b is not None and b.is_floating_point()}
         super()._apply(fn, recurse)
-        for name, buf in self._buffers.items():
-            if buf is not None and buf.dtype in _LOW_PRECISION:
-                self._buffers[name] = buf.float()
+        for name, old in before.items():
+            new = self._buffers[name]
+            if new.dtype in _LOW_PRECISION and old.dtype not in _LOW_PRECISION:
+                self._buffers[name] = old.to(device=new.device)
         return self
+
+    # -- state of one training step: snapshots for steps fairseq does not apply and for
+    #    activation checkpointing's recomputed forward (norms/state.py) --
+
+    def capture_state(self):
+        """Copies of every buffer and of the host-side counters."""
+        return {k: b.clone() for k, b in self._buffers.items() if b is not None}, self._host_state()
+
+    def restore_state(self, state):
+        """Put back what :meth:`capture_state` returned, in place (autograd contexts and
+        optimizers hold the buffer objects themselves)."""
+        buffers, host = state
+        with torch.no_grad():
+            for k, b in buffers.items():
+                self._buffers[k].copy_(b)
+        self._set_host_state(host)
+
+    def _host_state(self):
+        return None
+
+    def _set_host_state(self, host):
+        pass
 
 
 @contextlib.contextmanager

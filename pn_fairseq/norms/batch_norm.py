@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 
-from .base import NormBase, all_reduce_sum, dist_per_channel, flatten, masked_mean, num_kept, stat_dtype
+from .base import NormBase, all_reduce_sum, autocast_off, dist_per_channel, flatten, masked_mean, num_kept, stat_dtype
 from .functional import BatchStatNormFn, rms_scale
 from .fused import BatchNormReferenceFusedFn, BatchStatNormFusedFn
 from .validation import check_choice, check_eps, check_unit_interval
@@ -52,6 +52,10 @@ class BatchNorm(NormBase):
         return s + (", sync_stats=True" if self.sync_stats else "")
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        with autocast_off(x):
+            return self._forward(x, pad_mask)
+
+    def _forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor]) -> torch.Tensor:
         x2d, keep = flatten(x, self.resolve_mask(pad_mask))
         sd = stat_dtype(x)
         xf = x2d.to(sd)
@@ -102,7 +106,10 @@ class BatchNorm(NormBase):
         over ``count`` rows, stored unbiased."""
         self._log_forward(mu, var)
         self.running_mean.mul_(1 - self.momentum).add_(mu.to(self.running_mean.dtype), alpha=self.momentum)
-        unbiased = var * (count / (count - 1)) if count > 1 else var
+        if torch.is_tensor(count):  # the eager path's count stays on the device (no host sync)
+            unbiased = var * torch.where(count > 1, count / (count - 1).clamp_min(1), torch.ones_like(count))
+        else:
+            unbiased = var * (count / (count - 1)) if count > 1 else var
         self.running_var.mul_(1 - self.momentum).add_(unbiased.to(self.running_var.dtype), alpha=self.momentum)
         self.num_batches_tracked.add_(1)
         self._watch_buffers()
@@ -125,7 +132,7 @@ class BatchNorm(NormBase):
         z = ((y - b) / w).detach()
 
         def hook(grad):
-            g = grad.to(z.dtype) * w.detach()
+            g = grad.to(z.dtype) * (w.detach() / self.loss_scale)  # true-gradient units
             self.record("g_mu", torch.linalg.vector_norm(masked_mean(g, keep)))
             self.record("g_sigma2", torch.linalg.vector_norm(masked_mean(g * z, keep)))
 

@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
-from .base import all_reduce_sum, masked_mean, masked_sum
+from .base import all_reduce_sum, autocast_off, masked_mean, masked_sum
 
 
 class BatchStatNormFn(torch.autograd.Function):
@@ -48,6 +48,11 @@ class BatchStatNormFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
+        with autocast_off(grad_out):
+            return BatchStatNormFn._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         z, keep, weight, rstd = ctx.saved_tensors
         gy = grad_out.to(z.dtype)
         tmp = gy * z
@@ -66,10 +71,12 @@ class BatchStatNormFn(torch.autograd.Function):
         # At real tokens: (g - [mean_M g] - z * mean_M[g z]) * rstd, g = gamma * dy.
         proj = (sum_gz * weight) / n
         if ctx.monitor is not None and ctx.monitor.logging_stats:
-            # The spec's backward batch statistics: mean_M[g z] (g_sigma2 / g_psi2), mean_M[g] (g_mu).
-            ctx.monitor.record("g_sigma2" if ctx.center else "g_psi2", torch.linalg.vector_norm(proj))
+            # The spec's backward batch statistics: mean_M[g z] (g_sigma2 / g_psi2), mean_M[g] (g_mu),
+            # in true-gradient units (the incoming gradient carries fairseq's loss scale).
+            s = ctx.monitor.loss_scale
+            ctx.monitor.record("g_sigma2" if ctx.center else "g_psi2", torch.linalg.vector_norm(proj) / s)
             if ctx.center:
-                ctx.monitor.record("g_mu", torch.linalg.vector_norm(sum_g * weight / n))
+                ctx.monitor.record("g_mu", torch.linalg.vector_norm(sum_g * weight / n) / s)
         inner = torch.mul(z, -proj, out=tmp)
         inner.addcmul_(gy, weight)
         if ctx.center:
@@ -77,9 +84,9 @@ class BatchStatNormFn(torch.autograd.Function):
         if not ctx.stats:
             inner = gy * weight
         elif keep is not None:
-            # Padding rows: the statistics are constants for them, dx = g * rstd.
-            pad = ~keep
-            inner[pad] = gy[pad] * weight
+            # Padding rows: the statistics are constants for them, dx = g * rstd (a select, not
+            # boolean indexing, which would sync with the host).
+            inner = torch.where(keep[:, None], inner, gy * weight)
         dx = inner.mul_(rstd)
         return dx, None, dweight, dbias, None, None, None, None, None, None
 
@@ -126,20 +133,29 @@ class PowerNormFn(torch.autograd.Function):
         ctx.save_for_backward(z, r, keep, weight, fwd_rstd, bkw_rstd)
         ctx.nu, ctx.alpha_bkw, ctx.nu_over_all = nu, alpha_bkw, nu_over_all
         ctx.stats, ctx.group, ctx.monitor = stats, group, monitor
+        ctx.loss_scale = monitor.loss_scale if monitor is not None else 1.0
         return torch.addcmul(bias, z, weight)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
+        with autocast_off(grad_out):
+            return PowerNormFn._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         z, r, keep, weight, fwd_rstd, bkw_rstd = ctx.saved_tensors
         nu = ctx.nu
         gy = grad_out.to(z.dtype)
-        # g~ = gamma * dy - nu * z, built in one buffer.
-        g_tilde = z * (-nu.to(z.dtype))
+        # The incoming gradient is S times the true one (fairseq's loss scale S): nu lives in
+        # true-gradient units, so S * g~ = gamma * dy - (S nu) * z is built in one buffer, the
+        # returned gradient is S * g~ * rstd as autograd expects, and nu moves by mean[g~ z].
+        s = ctx.loss_scale
+        g_tilde = z * (-nu.to(z.dtype) if s == 1.0 else nu.to(z.dtype) * -s)
         g_tilde.addcmul_(gy, weight)
         tmp = g_tilde * z
         with torch.no_grad():
-            _update_nu(ctx, nu, tmp, keep)
+            _update_nu(ctx, nu, tmp if s == 1.0 else tmp / s, keep)
         torch.mul(gy, z, out=tmp)
         dweight = masked_sum(tmp, keep)
         dbias = masked_sum(gy, keep)

@@ -69,6 +69,7 @@ class PowerNormFusedFn(torch.autograd.Function):
         ctx.save_for_backward(x, w_rows, weight, r)
         ctx.norm, ctx.fwd_rstd, ctx.bkw_rstd = norm, fwd_rstd, bkw_rstd
         ctx.rows = n_rows if reference else m
+        ctx.loss_scale = norm.loss_scale
         return y
 
     @staticmethod
@@ -79,14 +80,17 @@ class PowerNormFusedFn(torch.autograd.Function):
         reference = norm.variant == "reference"
         nu = norm.running_nu
         nu_prev = nu.to(torch.float32, copy=True)
+        # dy carries fairseq's loss scale S; nu is in true-gradient units (functional.PowerNormFn).
+        s = ctx.loss_scale
         c1 = _f32(weight * r_b)
-        c2 = _f32(nu_prev * r_f * r_b)
+        c2 = _f32(nu_prev * r_f * r_b if s == 1.0 else nu_prev * r_f * r_b * s)
         dx, sdy, _, sdyx, sdyx_all = kernels.backward(
             _f32(grad_out), x, norm.groups, norm.eps, w_rows,
             sums=(True, False, True, reference), c1=c1, c2=c2, r=r)
         sdyx_rows = sdyx_all if reference else sdyx
         with torch.no_grad():
-            mean_gz = weight.double() * r_f.double() * sdyx_rows / ctx.rows - nu_prev.double() * r_f.double() ** 2 * ctx.mean_sq.double()
+            mean_gz = (weight.double() * r_f.double() * sdyx_rows / (ctx.rows * s)
+                       - nu_prev.double() * r_f.double() ** 2 * ctx.mean_sq.double())
             norm._move_nu(mean_gz.to(torch.float32))
         dweight = (sdyx * r_f.double()).to(weight.dtype)
         return dx, dweight, sdy.to(weight.dtype), None, None
@@ -137,9 +141,9 @@ class BatchStatNormFusedFn(torch.autograd.Function):
             c3 = None
         norm = ctx.norm
         if norm.logging_stats:  # the spec's backward statistics, as functional.BatchStatNormFn logs them
-            norm.record("g_sigma2" if ctx.center else "g_psi2", torch.linalg.vector_norm(m2).float())
+            norm.record("g_sigma2" if ctx.center else "g_psi2", torch.linalg.vector_norm(m2).float() / norm.loss_scale)
             if ctx.center:
-                norm.record("g_mu", torch.linalg.vector_norm(m1).float())
+                norm.record("g_mu", torch.linalg.vector_norm(m1).float() / norm.loss_scale)
         dx, *_ = kernels.backward(dy, x, 0, ctx.norm.eps, w_rows, c1=_f32(gamma * s), c2=_f32(c2),
                                   c3=None if c3 is None else _f32(c3), pad_mode=1)
         return dx, sdyz.to(weight.dtype), sdy.to(weight.dtype), None, None, None
@@ -190,7 +194,7 @@ class BatchNormReferenceFusedFn(torch.autograd.Function):
         c3 = c2 * mu - gamma * s * m1 + pad_term
         norm = ctx.norm
         if norm.logging_stats:  # as BatchNorm._log_backward: mean_M[g], mean_M[g z] over real tokens
-            norm.record("g_mu", torch.linalg.vector_norm(gamma * sdy / m).float())
-            norm.record("g_sigma2", torch.linalg.vector_norm(gamma * sdyz / m).float())
+            norm.record("g_mu", torch.linalg.vector_norm(gamma * sdy / m).float() / norm.loss_scale)
+            norm.record("g_sigma2", torch.linalg.vector_norm(gamma * sdyz / m).float() / norm.loss_scale)
         dx, *_ = kernels.backward(dy, x, 1, eps, w_rows, c1=_f32(c1), c2=_f32(c2), c3=_f32(c3), pad_mode=2, r=r)
         return dx, sdyz.to(weight.dtype), sdy_all.to(weight.dtype), None, None

@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .base import NormBase, dist_per_channel, flatten, stat_dtype
+from .base import NormBase, autocast_off, dist_per_channel, flatten, stat_dtype
 from .functional import PowerNormFn, group_rms, move_nu, rms_scale, scale_groups
 from .fused import PowerNormFusedFn
 from .validation import check_choice, check_eps, check_groups, check_impl, check_unit_interval, check_warmup
@@ -108,6 +108,12 @@ class PowerNorm(NormBase):
         n = self._num_updates
         return n < W, n + 1 < W
 
+    def _host_state(self):
+        return self._k
+
+    def _set_host_state(self, host):
+        self._k = host
+
     def _load_from_state_dict(self, *args, **kwargs):
         self._k = None
         super()._load_from_state_dict(*args, **kwargs)
@@ -121,6 +127,10 @@ class PowerNorm(NormBase):
         return s + (", sync_stats=True" if self.sync_stats else "")
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        with autocast_off(x):
+            return self._forward(x, pad_mask)
+
+    def _forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor]) -> torch.Tensor:
         x2d, keep = flatten(x, self.resolve_mask(pad_mask))
         sd = stat_dtype(x)
         xf = x2d.to(sd)

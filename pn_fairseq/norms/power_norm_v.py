@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .base import NormBase, dist_per_channel, flatten, stat_dtype
+from .base import NormBase, autocast_off, dist_per_channel, flatten, stat_dtype
 from .functional import BatchStatNormFn
 from .fused import BatchStatNormFusedFn
 from .validation import check_eps, check_unit_interval
@@ -38,6 +38,10 @@ class PowerNormV(NormBase):
         return f"{self.embed_dim}, momentum={self.momentum}, eps={self.eps}" + (", sync_stats=True" if self.sync_stats else "")
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        with autocast_off(x):
+            return self._forward(x, pad_mask)
+
+    def _forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor]) -> torch.Tensor:
         x2d, keep = flatten(x, self.resolve_mask(pad_mask))
         sd = stat_dtype(x)
         xf = x2d.to(sd)
