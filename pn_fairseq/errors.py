@@ -10,12 +10,63 @@ exception keeps Python's full traceback.
 """
 import os
 import pickle
+import re
 import sys
 import zipfile
 
 
 class PNUserError(ValueError):
     """A configuration error the user can fix; its message names the flag and the fix."""
+
+
+class NormDivergence(PNUserError):
+    """A norm's running statistic stopped being finite: training diverged."""
+
+
+class VocabularyMismatch(PNUserError):
+    """The checkpoint's embedding tables and the data's dictionaries differ in size: the
+    checkpoint was trained on another data-bin. ``sizes``: ``[(side, checkpoint rows,
+    dictionary entries)]`` for every side ("source", "target") that differs."""
+
+    def __init__(self, sizes, training: bool = False):
+        self.sizes, self.training = list(sizes), training
+        super().__init__(self.line())
+
+    def line(self, trained_on=None) -> str:
+        if len(self.sizes) == 2 and self.sizes[0][1:] == self.sizes[1][1:]:  # a joined dictionary
+            parts = (f"source and target vocabularies: {self.sizes[0][1]} entries in the checkpoint, "
+                     f"{self.sizes[0][2]} in this data's dictionaries")
+        else:
+            parts = "; ".join(f"{side} vocabulary: {theirs} entries in the checkpoint, {mine} in this data's dictionary"
+                              for side, theirs, mine in self.sizes)
+        fix = "pass the data-bin the checkpoint was trained with" + (f" ({trained_on})" if trained_on else "")
+        if self.training:
+            fix += "; to train on this data, use a new --save-dir"
+        return f"the checkpoint was trained on another dictionary ({parts}): {fix}"
+
+    def __reduce__(self):  # pickled across processes with its sizes, not its message
+        return type(self), (self.sizes, self.training)
+
+
+_SIZE_MISMATCH = re.compile(r"size mismatch for (encoder|decoder)\.embed_tokens\.weight: copying a param with shape "
+                            r"torch\.Size\(\[(\d+), \d+\]\) from checkpoint, the shape in current model is "
+                            r"torch\.Size\(\[(\d+), \d+\]\)")
+
+
+def _trained_on(tb):
+    """The data directory recorded in the checkpoint fairseq was loading (its ``state`` in
+    ``load_model_ensemble_and_task`` or the trainer's ``load_checkpoint``), or None."""
+    state = None
+    for function in ("load_model_ensemble_and_task", "load_checkpoint"):
+        state = state or _frame_local(tb, function, "state")
+    if not isinstance(state, dict):
+        return None
+    try:
+        if state.get("cfg") is not None:
+            return state["cfg"]["task"]["data"]
+        return getattr(state.get("args"), "data", None)
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 def _tool(argv) -> str:
@@ -68,11 +119,21 @@ _CORRUPT = (pickle.UnpicklingError, EOFError, zipfile.BadZipFile)
 def explain(exc) -> str:
     """One line for a known bad-input failure, or None to keep the traceback."""
     for e in _chain(exc):
+        if isinstance(e, VocabularyMismatch):
+            return e.line(_trained_on(e.__traceback__) or _trained_on(exc.__traceback__))
         if isinstance(e, PNUserError):
             return str(e)
         text = str(e)
         if "PNUserError: " in text:  # re-raised from a spawned worker
             return text.split("PNUserError: ", 1)[1].strip().splitlines()[0]
+    for e in _chain(exc):
+        # A model that is not the plugin's (stock --arch transformer) meets a checkpoint of
+        # another dictionary in torch's load_state_dict.
+        sizes = [("source" if m.group(1) == "encoder" else "target", int(m.group(2)), int(m.group(3)))
+                 for m in _SIZE_MISMATCH.finditer(str(e)) if isinstance(e, RuntimeError)]
+        if sizes:
+            mismatch = VocabularyMismatch(sizes, training=_tool(sys.argv) == "fairseq-train")
+            return mismatch.line(_trained_on(e.__traceback__) or _trained_on(exc.__traceback__))
     for e in _chain(exc):
         target = _torch_load_target(e.__traceback__)
         corrupt = isinstance(e, _CORRUPT) or (

@@ -193,8 +193,8 @@ def _model_with_norms():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), build_norm("power", 8, impl="eager", warmup_updates=1),
                                 torch.nn.Linear(8, 8), build_norm("batch", 8, impl="eager", variant="paper"))
-    norms = [m for m in model if hasattr(m, "capture_state")]
-    return model, StepLedger(model, norms), norms
+    norms = {str(i): m for i, m in enumerate(model) if hasattr(m, "capture_state")}
+    return model, StepLedger(model, norms), list(norms.values())
 
 
 def _state(norms):

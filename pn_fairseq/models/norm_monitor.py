@@ -7,21 +7,21 @@
   fairseq formats a log line, so logging adds no host synchronisation per step.
 * Layers are named ``enc<i>.attn`` / ``enc<i>.ffn`` / ``enc.final`` and ``dec<i>.attn`` /
   ``dec<i>.cross`` / ``dec<i>.ffn`` / ``dec.final``.
-* Divergence: before each training step (fairseq's ``set_num_updates`` hook) the finiteness
-  flags the norms left during the previous step are checked in one synchronisation; the first
-  non-finite running statistic stops training with one line naming the layer, the statistic
-  and the update.
+* Divergence: under ``--task translation_pn`` the finiteness flags the norms leave travel in
+  fairseq's logging outputs, which it all-reduces anyway, and every worker stops at the same
+  applied update (``tasks/translation_pn.py``). Under another task, fairseq's
+  ``set_num_updates`` hook checks them on each worker before the next step, in one
+  synchronisation. Either way one line names the layer, the statistic and the update.
 """
-import re
 from typing import Dict
 
 import torch
 from fairseq.logging import meters, metrics
 
-from ..errors import PNUserError
+from ..errors import NormDivergence  # noqa: F401 (importable from here as before)
 from ..norms import NormBase
+from ..tasks.step_state import divergence, first_nonfinite, short_name  # noqa: F401 (short_name: importable here as before)
 
-_SUBLAYER = {"self_attn_layer_norm": "attn", "encoder_attn_layer_norm": "cross", "final_layer_norm": "ffn"}
 
 
 class NormStatMaxMeter(meters.Meter):
@@ -52,19 +52,6 @@ class NormStatMaxMeter(meters.Meter):
 meters.NormStatMaxMeter = NormStatMaxMeter
 
 
-class NormDivergence(PNUserError):
-    """A norm's running statistic stopped being finite: training diverged."""
-
-
-def short_name(module_path: str) -> str:
-    """``encoder.layers.3.final_layer_norm`` -> ``enc3.ffn``; ``decoder.layer_norm`` -> ``dec.final``."""
-    m = re.fullmatch(r"(encoder|decoder)\.layers\.(\d+)\.(\w+)", module_path)
-    if m:
-        return f"{m.group(1)[:3]}{m.group(2)}.{_SUBLAYER.get(m.group(3), m.group(3))}"
-    m = re.fullmatch(r"(encoder|decoder)\.layer_norm", module_path)
-    return f"{m.group(1)[:3]}.final" if m else module_path
-
-
 def log_to_fairseq_metrics(norm: NormBase, stat: str, value: torch.Tensor):
     key = f"ns.{norm.stats_name}.{stat}"
     metrics.log_scalar(key + "_mean", value, weight=1, priority=900)
@@ -83,12 +70,8 @@ def attach(model: torch.nn.Module, log_stats: bool) -> Dict[str, NormBase]:
 
 
 def check_finite(norms: Dict[str, NormBase], update: int):
-    """Raise :class:`NormDivergence` for the first non-finite statistic the norms recorded."""
-    pending = [(path, name, flag) for path, norm in norms.items() for name, flag in norm.pop_finite_flags()]
-    if not pending or bool(torch.stack([flag for _, _, flag in pending]).all()):
-        return
-    path, name, _ = next(p for p in pending if not bool(p[2]))
-    raise NormDivergence(
-        f"training diverged at update {update}: {name} of the norm {short_name(path)} ({path}) is no longer finite. "
-        "Rerun with --log-norm-stats and plot the statistics that led there with 'pn-analyze stats RUN_DIR'; "
-        "a lower --lr, longer warm-up or --clip-norm may keep the run stable")
+    """Raise :class:`NormDivergence` for the first non-finite statistic the norms recorded
+    (``--task translation``; ``translation_pn`` checks through its logging outputs)."""
+    where = first_nonfinite([(path, name, flag) for path, norm in norms.items() for name, flag in norm.pop_finite_flags()])
+    if where is not None:
+        raise divergence(update, where)

@@ -16,10 +16,11 @@ from fairseq.models.transformer import (
     TransformerModel,
 )
 
-from ..errors import PNUserError
+from ..errors import PNUserError, VocabularyMismatch
 from ..norms import NormBase, pad_mask_context
 from ..norms.registry import norm_name_of
 from ..tasks import TranslationPNTask
+from ..tasks.step_state import StepLedger
 from . import norm_monitor
 from .fixnorm import FixNormEmbedding, FixNormLinear
 from .layers import PNTransformerDecoderLayer, PNTransformerEncoderLayer, wrap_layer
@@ -91,6 +92,15 @@ def norm_kind_in_state(state_dict, prefix: str) -> str:
     return "layer"
 
 
+def vocabulary_differences(model, state_dict):
+    """``[(side, checkpoint rows, model rows)]`` for the embedding tables (one row per
+    dictionary entry) whose sizes differ between ``state_dict`` and ``model``."""
+    sides = (("source", "encoder.embed_tokens.weight", model.encoder.embed_tokens.weight),
+             ("target", "decoder.embed_tokens.weight", model.decoder.embed_tokens.weight))
+    return [(side, int(state_dict[key].shape[0]), int(own.shape[0])) for side, key, own in sides
+            if key in state_dict and state_dict[key].dim() == 2 and state_dict[key].shape[0] != own.shape[0]]
+
+
 @register_model("transformer_pn")
 class TransformerPNModel(TransformerModel):
     """Transformer with selectable normalization (LN, BN, PN-V, PN); see ``--norm-type``."""
@@ -106,6 +116,12 @@ class TransformerPNModel(TransformerModel):
         model = super().build_model(args, task)
         model._norms = norm_monitor.attach(model, bool(getattr(args, "log_norm_stats", False)))
         norms = list(model._norms.values())
+        if norms and getattr(args, "ddp_backend", None) == "fully_sharded":
+            raise PNUserError(
+                "--ddp-backend fully_sharded casts the running statistics of BN/PN-V/PN to the training dtype "
+                "(fp16 would overflow psi2 and lose nu's small updates): use --ddp-backend c10d (default), "
+                "pytorch_ddp, legacy_ddp or no_c10d")
+        model._step_ledger = StepLedger(model, model._norms)
         if any(n.sync_stats for n in norms) and dist.is_available() and dist.is_initialized():
             # fairseq's data-parallel group (the whole world unless model parallelism splits it).
             from fairseq.distributed import utils as distributed_utils
@@ -135,9 +151,21 @@ class TransformerPNModel(TransformerModel):
         self._last_update = num_updates
         super().set_num_updates(num_updates)
 
+    def state_dict(self, *args, **kwargs):
+        """The state of applied updates: an attempt fairseq threw away (an fp16 overflow, an
+        out-of-memory batch) is undone before a checkpoint reads the norms."""
+        ledger = getattr(self, "_step_ledger", None)
+        if ledger is not None:
+            ledger.settle()
+        return super().state_dict(*args, **kwargs)
+
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
-        """fairseq's loading, after checking that every norm of the checkpoint is of the type
-        this model was built with (otherwise the key error would not say which flag differs)."""
+        """fairseq's loading, after checking that the checkpoint's vocabularies are this data's
+        and that every norm of the checkpoint is of the type this model was built with
+        (otherwise torch's size or key error would not say which data or flag differs)."""
+        sizes = vocabulary_differences(self, state_dict)
+        if sizes:
+            raise VocabularyMismatch(sizes, training=bool(sys.argv) and os.path.basename(sys.argv[0]) == "fairseq-train")
         for name, module in self.named_modules():
             mine = norm_name_of(module)
             if mine is None:
