@@ -242,3 +242,78 @@ def test_ledger_undoes_attempts_fairseq_throws_away():
     model.zero_grad(set_to_none=True)  # OOM in the update's last micro-batch, or an fp16 overflow
     micro_batch(1.0)  # the next attempt starts: the thrown-away one is undone first
     assert int(norms[0].num_batches_tracked) == 3 and norms[0].k == 3
+
+
+class _AmpScaler:
+    """torch's GradScaler as fairseq's AMPOptimizer uses it: step() skips on inf and halves."""
+
+    def __init__(self, overflow):
+        self.scale, self.overflow = 1024.0, overflow
+
+    def get_scale(self):
+        return self.scale
+
+
+class _AmpOptimizer:
+    def __init__(self, overflow):
+        self.scaler = _AmpScaler(overflow)
+
+    def step(self):
+        if self.scaler.overflow:
+            self.scaler.scale /= 2
+
+
+@pytest.mark.parametrize("overflow", [False, True])
+def test_amp_overflow_in_optimizer_step_is_undone(overflow):
+    """Under --amp fairseq calls the task's optimizer_step for an overflowed step too (torch's
+    GradScaler skips it and lowers its scale): the task undoes that attempt, keeps an applied one."""
+    from pn_fairseq.tasks import TranslationPNTask
+
+    model, ledger, norms = _model_with_norms()
+    model._step_ledger = ledger
+    before = _state(norms)
+    ledger.begin_micro_batch(model)
+    model(torch.randn(5, 8)).sum().backward()
+    moved = _state(norms)
+    task = object.__new__(TranslationPNTask)  # optimizer_step needs nothing of the task's state
+    task.optimizer_step(_AmpOptimizer(overflow), model, update_num=0)
+    assert _same(_state(norms), before if overflow else moved)
+    assert not _same(moved, before)
+
+
+def test_divergence_on_one_worker_stops_every_worker():
+    """reduce_metrics sees every worker's logging outputs (fairseq all-reduces them): a
+    non-finite count from any worker raises the same one-line error on each."""
+    from fairseq.tasks.translation import TranslationConfig
+
+    from pn_fairseq.errors import NormDivergence
+    from pn_fairseq.tasks import TranslationPNTask
+
+    class Criterion:
+        @staticmethod
+        def reduce_metrics(logging_outputs):
+            pass
+
+    task = object.__new__(TranslationPNTask)
+    task.cfg = TranslationConfig()  # what fairseq's reduce_metrics reads (eval_bleu off)
+    logs = [{"ntokens": 5, "nsentences": 1, "pn_nonfinite": torch.tensor(0)},
+            {"ntokens": 5, "nsentences": 1, "pn_nonfinite": torch.tensor(0)}]
+    task.reduce_metrics(logs, Criterion())  # all finite: nothing happens
+    logs[1]["pn_nonfinite"] = torch.tensor(1)
+    with pytest.raises(NormDivergence, match="training diverged at update .*another worker"):
+        task.reduce_metrics(logs, Criterion())
+
+
+def test_fully_sharded_backend_is_refused_in_one_line(data_bin):
+    from fairseq import options, tasks
+
+    from conftest import REPO
+    from pn_fairseq.errors import PNUserError
+
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [str(data_bin), "--user-dir", str(REPO / "pn_fairseq"), "--task",
+                                                "translation_pn", "--arch", "transformer_pn", "--cpu"])
+    args.ddp_backend = "fully_sharded"
+    task = tasks.setup_task(args)
+    with pytest.raises(PNUserError, match="fully_sharded .* use --ddp-backend c10d"):
+        task.build_model(args)
