@@ -15,15 +15,25 @@ the next resume fails. fairseq offers no hook for its file copies, so the plugin
 paths keep fairseq's own behaviour.
 """
 import argparse
-import os
 import shutil
-import tempfile
 
 import torch
+from pn_dataprep.atomic import atomic_output
+
+
+def _numpy_int64_array_globals():
+    # fairseq's --eval-bleu logs its n-gram counts as numpy int64 arrays, and the trainer saves its
+    # meters in every checkpoint (extra_state["metrics"]): what unpickling those arrays takes.
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # numpy >= 2 / < 2
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.int64))]
+
 
 # Every global a fairseq-fixed 0.12.3.1 checkpoint (legacy-arg model, Adam, inverse_sqrt,
-# meters, also after averaging) references beyond what weights_only allows by default.
-FAIRSEQ_CHECKPOINT_GLOBALS = [argparse.Namespace]
+# meters, also after averaging; --eval-bleu's numpy counts) references beyond what weights_only
+# allows by default.
+FAIRSEQ_CHECKPOINT_GLOBALS = [argparse.Namespace] + _numpy_int64_array_globals()
 
 
 def allow_fairseq_checkpoint_globals():
@@ -35,17 +45,10 @@ def allow_fairseq_checkpoint_globals():
 
 def atomic_copyfile(src_path: str, dst_path: str) -> str:
     """Copy ``src_path`` to ``dst_path`` so that ``dst_path`` is at every moment either its
-    old content or the complete copy."""
-    directory = os.path.dirname(os.path.abspath(dst_path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dst_path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
+    old content or the complete copy. The copy gets the permissions the umask gives any new
+    file (fairseq's own checkpoints get them too), not the 0600 of a bare ``mkstemp``."""
+    with atomic_output(dst_path) as tmp:
         shutil.copyfile(src_path, tmp)
-        os.replace(tmp, dst_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return dst_path
 
 
