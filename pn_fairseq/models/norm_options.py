@@ -37,20 +37,23 @@ def add_norm_args(parser):
     """Add the norm flags. No defaults here: fairseq applies the architecture's."""
     g = parser.add_argument_group("normalization (pn_fairseq)")
     g.add_argument("--norm-type", choices=NORM_CHOICES,
-                   help="norm of every encoder sub-layer and of the final encoder norm "
+                   help="norm of every encoder sub-layer and of the final encoder norm (pre-norm) "
                         "(layer=LayerNorm, batch=BN, power_v=PN-V, power=PN, rms=RMSNorm, scale=ScaleNorm, "
-                        "dyt=Dynamic Tanh)")
+                        "dyt=Dynamic Tanh; default: the --arch's)")
     g.add_argument("--decoder-norm-type", choices=NORM_CHOICES,
-                   help="norm of the decoder (default: layer, as in the paper; batch statistics in "
-                        "the decoder see future tokens in training but not in incremental decoding)")
+                   help="norm of the decoder (default: layer, as in the paper; the rms, scale and dyt "
+                        "architectures: their own norm; batch statistics in the decoder see future tokens "
+                        "in training but not in incremental decoding)")
     g.add_argument("--norm-variant", choices=VARIANTS,
                    help="batch/power: 'reference' reproduces the released code behind Table 1 "
                         "(default), 'paper' the published algorithms")
     g.add_argument("--pn-alpha-fwd", type=float, help="PN forward running-average constant (0.9)")
     g.add_argument("--pn-alpha-bkw", type=float, help="PN backward running-average constant (0.9)")
     g.add_argument("--pn-warmup-updates", type=int,
-                   help="PN reference variant: forward calls that use batch statistics "
-                        "(default: --warmup-updates)")
+                   help="PN reference variant: inside fairseq-train, the first N optimizer updates "
+                        "normalize by the batch statistic (with --update-freq U: all U micro-batches of each), "
+                        "and psi2 is a cumulative average during the first N-1; a layer used alone counts training "
+                        "forward calls instead (default: --warmup-updates)")
     g.add_argument("--pn-groups", type=int,
                    help="PN group scaling: each position's channels in this many groups divided by their RMS "
                         "first (default: the attention heads for --norm-variant reference, as the released "
@@ -65,12 +68,15 @@ def add_norm_args(parser):
     g.add_argument("--norm-impl", choices=("fused", "eager"),
                    help="BN/PN-V/PN training path: 'fused' (default) runs the one-pass CPU kernels "
                         "(pn_fairseq/norms/fused.py) where they apply, 'eager' the plain-PyTorch reference "
-                        "they are tested against (CUDA, float64, several workers and --log-norm-stats always "
-                        "run eager)")
+                        "they are tested against; 'fused' falls back to eager on CUDA, in float64, with "
+                        "--norm-sync-stats over several workers, for fairseq's dummy batches and when the "
+                        "kernels cannot be built (a warning says so); --log-norm-stats records the same "
+                        "statistics on both paths")
     g.add_argument("--log-norm-stats", action="store_true", default=None,
-                   help="BN/PN-V/PN: log, per layer and training step, the distance between batch and running "
-                        "statistics and the norms of the backward statistics (PowerNorm Fig. 2-4) as "
-                        "ns.<layer>.<stat>_mean/_max in fairseq's log; plot with 'pn-analyze stats'")
+                   help="BN/PN-V/PN: measure, per layer at every training step, the distance between batch and "
+                        "running statistics and the norms of the backward statistics (PowerNorm Fig. 2-4), and "
+                        "log their mean and max over each --log-interval as ns.<layer>.<stat>_mean/_max in "
+                        "fairseq's log; plot with 'pn-analyze stats'")
     g.add_argument("--dyt-alpha-init", type=float,
                    help="dyt: initial value of DyT's learned scalar alpha in tanh(alpha * x) (0.5, the paper's default)")
     add_deepnorm_args(g)
