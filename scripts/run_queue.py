@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Run a queue of row commands in the background, N at a time, from a fixed code snapshot.
+
+Usage: python scripts/run_queue.py QUEUE [--lanes 2] [--snapshot REV]
+
+QUEUE is a text file with one shell command per line, run from the snapshot's root, e.g.
+``SEED=2 bash scripts/multi30k/bn.sh`` ('#' starts a comment). The first start exports REV
+(default HEAD) with ``git archive`` into ``runs/snapshots/<sha>/`` and records it beside the
+queue (``QUEUE.snapshot``), so that editing the code while the runs go on changes none of them,
+and a later start (after a session stop) continues with the same code. The snapshot shares this
+checkout's ``.venv``, ``data-bin/`` and ``checkpoints/`` (links), and imports its own
+``pn_fairseq`` (PYTHONPATH). Every job runs with one thread (``OMP_NUM_THREADS=1``), ``nice``
+and ``CPU=1``; row scripts resume an interrupted run from ``checkpoint_last.pt`` and skip a
+finished one, so rerunning the queue is always safe. Progress: one line per start and end;
+``QUEUE.state.json`` holds each job's status, exit code and wall time; logs in
+``runs/queue/<queue name>/``. Pause all jobs (to benchmark): ``kill -STOP -<pgid>``, resume with
+``-CONT``; the pgid is printed at start.
+"""
+import argparse
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import threading
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_PATHS = (".venv", "data-bin", "checkpoints")
+
+
+def die(msg):
+    sys.exit(f"run_queue: error: {msg}")
+
+
+def read_queue(path: pathlib.Path):
+    jobs = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            jobs.append(line)
+    if not jobs:
+        die(f"{path} holds no command (one shell command per line)")
+    return jobs
+
+
+def snapshot(rev_file: pathlib.Path, rev: str) -> pathlib.Path:
+    """The snapshot directory for the queue, exported on first use."""
+    if rev_file.exists():
+        sha = rev_file.read_text().strip()
+    else:
+        proc = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            die(f"--snapshot {rev}: not a commit of this repository")
+        sha = proc.stdout.strip()
+    target = REPO / "runs" / "snapshots" / sha[:12]
+    if not (target / "scripts" / "run_row.sh").exists():
+        tmp = target.with_name(target.name + ".tmp")
+        subprocess.run(["rm", "-rf", str(tmp)], check=True)
+        tmp.mkdir(parents=True)
+        archive = subprocess.Popen(["git", "archive", sha], cwd=REPO, stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(tmp)], stdin=archive.stdout, check=True)
+        if archive.wait() != 0:
+            die(f"git archive {sha} failed")
+        for name in SHARED_PATHS:
+            (REPO / name).mkdir(exist_ok=True)
+            (tmp / name).symlink_to(REPO / name)
+        tmp.rename(target)
+    if not rev_file.exists():
+        rev_file.write_text(sha + "\n")
+    return target
+
+
+class State:
+    """QUEUE.state.json, rewritten atomically after every change."""
+
+    def __init__(self, path: pathlib.Path, jobs):
+        self.path, self.lock = path, threading.Lock()
+        old = json.loads(path.read_text()) if path.exists() else {}
+        self.jobs = {cmd: old.get(cmd, {"status": "pending"}) for cmd in jobs}
+
+    def update(self, cmd, **fields):
+        with self.lock:
+            self.jobs[cmd].update(fields)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(self.jobs, indent=1) + "\n")
+            tmp.replace(self.path)
+
+
+def slug(i, cmd):
+    return f"{i:02d}-" + re.sub(r"[^A-Za-z0-9=.,-]+", "_", cmd)[:80]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("queue", type=pathlib.Path)
+    ap.add_argument("--lanes", type=int, default=2, help="jobs at a time (default 2)")
+    ap.add_argument("--snapshot", default="HEAD", help="the commit to run (first start only; default HEAD)")
+    ap.add_argument("--nice", type=int, default=10)
+    args = ap.parse_args()
+    if not args.queue.is_file():
+        die(f"no queue file {args.queue}")
+    if args.lanes < 1:
+        die("--lanes must be at least 1")
+    jobs = read_queue(args.queue)
+    snap = snapshot(args.queue.with_name(args.queue.name + ".snapshot"), args.snapshot)
+    state = State(args.queue.with_name(args.queue.name + ".state.json"), jobs)
+    logs = REPO / "runs" / "queue" / args.queue.stem
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CPU="1", PYTHONPATH=str(snap),
+               PATH=f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}")
+    todo = [(i, c) for i, c in enumerate(jobs) if state.jobs[c].get("status") != "done"]
+    print(f"run_queue: {len(todo)} of {len(jobs)} job(s) to run, {args.lanes} at a time, code {snap.name} "
+          f"(pgid {os.getpgid(0)}); logs in {logs}", flush=True)
+    lock = threading.Lock()
+    failed = []
+
+    def lane():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i, cmd = todo.pop(0)
+            log = logs / (slug(i, cmd) + ".log")
+            start = time.time()
+            state.update(cmd, status="running", started=time.strftime("%Y-%m-%d %H:%M:%S"), log=str(log))
+            print(f"run_queue: start [{i}] {cmd}", flush=True)
+            with open(log, "a") as out:
+                rc = subprocess.call(["nice", "-n", str(args.nice), "bash", "-c", cmd], cwd=snap, env=env,
+                                     stdout=out, stderr=subprocess.STDOUT)
+            wall = round(time.time() - start)
+            state.update(cmd, status="done" if rc == 0 else "failed", rc=rc, wall_s=wall)
+            print(f"run_queue: {'done' if rc == 0 else f'FAILED (exit {rc})'} [{i}] {cmd} in {wall / 3600:.2f} h"
+                  f"{'' if rc == 0 else f' (log: {log})'}", flush=True)
+            if rc != 0:
+                failed.append(cmd)
+
+    threads = [threading.Thread(target=lane) for _ in range(args.lanes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"run_queue: finished, {len(failed)} failed", flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
