@@ -1,0 +1,116 @@
+"""Per-epoch validation loss and BLEU (pn_fairseq/epoch_scores.py): what a Pre-LN row logs while
+it trains equals fairseq-generate --gen-subset valid + pn-score on each epoch's checkpoint."""
+import json
+import os
+import random
+import shlex
+import subprocess
+
+import pytest
+
+from pn_fairseq.epoch_scores import EpochScoresError, epoch_scores, format_table, require_bleu
+from pn_fairseq.scoring import score_generate_output
+
+from conftest import BIN, REPO, run
+from test_row_scripts import dry_run, flags
+
+EPOCHS = 10
+TINY = ("--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 64 --decoder-embed-dim 64 "
+        "--encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 --max-tokens 128 --lr 3e-3 --dropout 0 "
+        "--keep-last-epochs -1")  # every epoch's checkpoint kept here, to decode it independently
+
+
+def _generate(argv):
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq_cli import generate
+
+    args = options.parse_args_and_arch(options.get_generation_parser(), argv)
+    generate.main(convert_namespace_to_omegaconf(args))
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    """A word-for-word task (w3 w7 -> W3 W7, 20 types) a 1+1 layer model learns in ~200 updates,
+    so that the later epochs' BLEU is far from 0 and 100. Returns the data-bin directory."""
+    root = tmp_path_factory.mktemp("mapped")
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(20)]
+    for split, n in [("train", 400), ("valid", 40), ("test", 10)]:
+        src = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 8))) for _ in range(n)]
+        (root / f"{split}.de").write_text("\n".join(src) + "\n")
+        (root / f"{split}.en").write_text("\n".join(s.upper() for s in src) + "\n")
+    run("fairseq-preprocess", "--source-lang", "de", "--target-lang", "en", "--joined-dictionary",
+        "--trainpref", root / "train", "--validpref", root / "valid", "--testpref", root / "test",
+        "--destdir", root / "bin", "--workers", "1")
+    return root / "bin"
+
+
+@pytest.fixture(scope="module")
+def trained(mapped, tmp_path_factory):
+    """The preln-nowarmup row's own training command (its --eval-bleu flags, beam 5, lenpen 1.2),
+    shrunk by EXTRA_ARGS, EPOCHS epochs. Returns (run dir, the row's commands)."""
+    save = tmp_path_factory.mktemp("run")
+    cmds = dry_run("preln/preln-nowarmup.sh", DATA=str(mapped), SAVE_DIR=str(save), MAX_EPOCH=str(EPOCHS),
+                   CPU="1", LOG_INTERVAL="5", EXTRA_ARGS=TINY)
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    with open(save / "train.log", "w") as log:
+        proc = subprocess.run(cmds["fairseq-train"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    assert proc.returncode == 0, (save / "train.log").read_text()[-3000:]
+    return save, cmds
+
+
+def test_one_bleu_per_epoch_equal_to_generate_and_pn_score(trained, mapped, tmp_path):
+    save, cmds = trained
+    scores = require_bleu(epoch_scores(save), save)
+    assert [s["epoch"] for s in scores] == list(range(1, EPOCHS + 1))
+    assert [s["updates"] for s in scores] == sorted({s["updates"] for s in scores})  # one per epoch, increasing
+    assert max(s["bleu"] for s in scores) > 20  # the comparison covers real translations, not only 0s
+    gen = flags(cmds["fairseq-generate"])
+    for s in scores:
+        # fairseq-generate's own main() in this process (no process start per epoch), writing
+        # generate-valid.txt as the command would print it; then pn-score's scoring of that file.
+        out = tmp_path / f"epoch{s['epoch']}"
+        _generate([str(mapped), "--user-dir", str(REPO / "pn_fairseq"), "--path", str(save / f"checkpoint{s['epoch']}.pt"),
+                   "--gen-subset", "valid", "--beam", gen["--beam"], "--lenpen", gen["--lenpen"], "--remove-bpe",
+                   "--batch-size", "128", "--required-batch-size-multiple", "1", "--cpu", "--results-path", str(out)])
+        scored = score_generate_output(str(out / "generate-valid.txt"), "tokenized", expected_sentences=40)
+        # valid_bleu is sacrebleu tokenize=none, the smoothed BLEU pn-score reports beside fairseq's
+        # unsmoothed BLEU4 (they agree when no n-gram order is empty: checked where pn-score says so).
+        assert s["bleu"] == pytest.approx(scored["bleu"]["sacrebleu_tok_none"], abs=0.0051), s["epoch"]
+        if scored["agree"]:
+            assert s["bleu"] == pytest.approx(scored["bleu_main"], abs=0.011), s["epoch"]
+    # The last epoch through the command-line tools themselves, as a user would run them.
+    text = run("fairseq-generate", mapped, "--user-dir", REPO / "pn_fairseq", "--path", save / f"checkpoint{EPOCHS}.pt",
+               "--gen-subset", "valid", "--beam", gen["--beam"], "--lenpen", gen["--lenpen"], "--remove-bpe",
+               "--batch-size", "128", "--required-batch-size-multiple", "1", "--cpu")
+    (tmp_path / "last.txt").write_text(text)
+    run("pn-score", "--gen-output", tmp_path / "last.txt", "--scheme", "tokenized", "--expected-sentences", "40",
+        "--json", tmp_path / "last.json", "--allow-mismatch")
+    last = json.loads((tmp_path / "last.json").read_text())
+    assert scores[-1]["bleu"] == pytest.approx(last["bleu"]["sacrebleu_tok_none"], abs=0.0051)
+    assert format_table(scores).splitlines()[0].split() == ["epoch", "updates", "valid_loss", "valid_bleu"]
+
+
+def test_resumed_log_keeps_the_last_validation_of_each_epoch(tmp_path):
+    lines = [
+        '{"epoch": 1, "valid_loss": "6.5", "valid_bleu": "1.5", "valid_num_updates": "10"}',
+        '{"epoch": 2, "valid_loss": "5.5", "valid_bleu": "3", "valid_num_updates": "15"}',  # mid-epoch
+        '{"epoch": 2, "valid_loss": "5", "valid_bleu": "4", "valid_num_updates": "20"}',
+        '{"epoch": 1, "loss": "7", "num_updates": "5"}',  # a training line
+        '{"epoch": 2, "valid_loss": "4.9", "valid_bleu": "4.2", "valid_num_updates": "20"}',  # resumed: logged again
+    ]
+    (tmp_path / "train.log").write_text("".join(f"2026-01-01 | INFO | valid | {x}\n" for x in lines))
+    got = epoch_scores(tmp_path)
+    assert [(s["epoch"], s["updates"], s["loss"], s["bleu"]) for s in got] == [(1, 10, 6.5, 1.5), (2, 20, 4.9, 4.2)]
+
+
+def test_errors_name_the_fix(tmp_path):
+    with pytest.raises(EpochScoresError, match="no train.log"):
+        epoch_scores(tmp_path)
+    (tmp_path / "train.log").write_text('x | valid | {"epoch": 1, "valid_loss": "6", "valid_num_updates": "10"}\n')
+    with pytest.raises(EpochScoresError, match=r"no validation BLEU logged for epoch\(s\) 1: train with --eval-bleu"):
+        require_bleu(epoch_scores(tmp_path), tmp_path)
+    (tmp_path / "train.log").write_text("nothing\n")
+    with pytest.raises(EpochScoresError, match="no 'valid' validation lines"):
+        epoch_scores(tmp_path)
