@@ -114,3 +114,68 @@ def test_errors_name_the_fix(tmp_path):
     (tmp_path / "train.log").write_text("nothing\n")
     with pytest.raises(EpochScoresError, match="no 'valid' validation lines"):
         epoch_scores(tmp_path)
+
+
+def _fake_run(root, configs, row, bleus, losses):
+    """A run directory as scripts/run_row.sh lays it out, its train.log with one validation per epoch."""
+    run_dir = root / configs / row
+    run_dir.mkdir(parents=True)
+    lines = [f'2026-01-01 | INFO | valid | {{"epoch": {e}, "valid_loss": "{loss}", "valid_bleu": "{bleu}", '
+             f'"valid_num_updates": "{121 * e}"}}' for e, (bleu, loss) in enumerate(zip(bleus, losses), 1)]
+    (run_dir / "train.log").write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+FIG2 = {"postln-warmup4k": [20, 30, 34], "postln-warmup500": [10, 25, 31], "postln-nowarmup": [1, 5, 8],
+        "postln-lr1e-3-warmup4k": [22, 31, 33]}
+FIG4 = {"postln-warmup4k": [20, 30, 34], "preln-nowarmup": [25, 33, 35], "postln-radam": [18, 29, 33]}
+
+
+def _lines_per_panel(png_json):
+    return [len(p["lines"]) for p in json.loads(png_json.read_text())["panels"]]
+
+
+def test_plot_command_draws_one_line_per_run(tmp_path):
+    runs = [_fake_run(tmp_path, "multi30k-preln", row, b, [6 - x / 10 for x in b]) for row, b in FIG4.items()]
+    out = tmp_path / "out"
+    run("pn-analyze", "epochs", *runs, "--out", out)
+    png = (out / "epochs.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert _lines_per_panel(out / "epochs.json") == [3, 3]  # BLEU and loss, a line per run
+    from pn_fairseq.analysis import epoch_figures
+    from pn_fairseq.analysis.logs import run_labels
+
+    spec = epoch_figures.panels(epoch_figures.collect(run_labels(map(str, runs))), "runs")
+    fig = epoch_figures.plot(spec, "t")
+    assert [len(ax.get_lines()) for ax in fig.axes] == [3, 3]
+    assert list(fig.axes[0].get_lines()[1].get_ydata()) == FIG4["preln-nowarmup"]
+
+
+def test_figure2_layout_a_panel_per_optimizer_and_lr_a_line_per_warmup(tmp_path):
+    runs = [_fake_run(tmp_path, "preln", row, b, [5.0, 4.5, 4.0]) for row, b in FIG2.items()]
+    out = tmp_path / "out"
+    run("pn-analyze", "epochs", *runs, "--layout", "figure2", "--out", out)
+    spec = json.loads((out / "epochs.json").read_text())
+    titles = [p["title"].split(":")[0] for p in spec["panels"]]
+    assert titles == ["Post-LN, Adam, lr_max 5e-4"] * 2 + ["Post-LN, Adam, lr_max 1e-3"] * 2
+    assert [[line["label"] for line in p["lines"]] for p in spec["panels"]][0] == [
+        "warm-up T = 4000", "warm-up T = 500", "no warm-up (T = 1)"]
+    assert _lines_per_panel(out / "epochs.json") == [3, 3, 1, 1]
+
+
+def test_layout_without_its_rows_says_which_rows(tmp_path):
+    runs = [_fake_run(tmp_path, "preln", "preln-nowarmup", [1, 2], [5, 4])]
+    proc = subprocess.run([str(BIN / "pn-analyze"), "epochs", str(runs[0]), "--layout", "figure2", "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no run of figure2's rows among the runs given" in proc.stderr
+
+
+def test_report_includes_the_epoch_figures(tmp_path):
+    for row, b in FIG2.items():
+        _fake_run(tmp_path / "checkpoints", "multi30k-preln", row, b, [5.0, 4.5, 4.0])
+    _fake_run(tmp_path / "checkpoints", "multi30k-preln", "preln-nowarmup", [25, 33, 35], [5, 4, 3.9])
+    out = tmp_path / "report"
+    run("pn-analyze", "report", tmp_path / "checkpoints", "--out", out)
+    page = (out / "report.html").read_text()
+    for name in ("epochs-multi30k-preln-figure2.png", "epochs-multi30k-preln-figure4.png"):
+        assert (out / name).is_file() and name in page

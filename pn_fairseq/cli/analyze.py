@@ -79,6 +79,13 @@ def build_parser():
     p.add_argument("--total-tokens", type=int, default=4096, help="effective batch in tokens (default: 4096)")
     p.add_argument("--collect-only", action="store_true", help="run nothing: plot the results that exist")
 
+    p = add("epochs", "validation BLEU and loss against the epoch (Pre-LN paper Fig. 2 and 4), from runs "
+            "trained with --eval-bleu (the Pre-LN rows)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directory (its train.log) or log file; LABEL=RUN names it")
+    p.add_argument("--layout", choices=("figure2", "figure4", "runs"), default="runs",
+                   help="figure2: a panel per optimizer/lr_max, a line per warm-up; figure4: Pre-LN vs Post-LN "
+                   "vs RAdam; runs: a line per run (default: %(default)s)")
+
     p = add("report", "one self-contained HTML page (OUT/report.html) of everything under DIR")
     p.add_argument("dir", metavar="DIR", help="experiment directory (run directories, figures)")
     return parser
@@ -172,6 +179,19 @@ def cmd_batch_sweep(args, report):
     _write(args.out, "batch-sweep", plot_batch_sweep(result, title), result)
 
 
+def cmd_epochs(args, report):
+    from pn_fairseq.analysis import epoch_figures
+    from pn_fairseq.analysis.logs import run_labels
+    from pn_fairseq.epoch_scores import format_table
+
+    runs = epoch_figures.collect(run_labels(args.runs))
+    for run in runs:
+        print(f"{run['label']} ({run['row'] or 'row unknown'}):\n{format_table(run['scores'])}")
+    spec = epoch_figures.panels(runs, args.layout)
+    title = f"Validation BLEU and loss per epoch ({args.layout}): {_title_list(r['label'] for r in runs)}"
+    _write(args.out, "epochs", epoch_figures.plot(spec, title), spec)
+
+
 def cmd_report(args, report):
     from pn_fairseq.analysis import report as page
     from pn_fairseq.analysis.output import save_figure, write_json, write_text_atomic
@@ -183,6 +203,10 @@ def cmd_report(args, report):
     report(f"{len(found['results'])} result(s), {len(curves)} log(s) with losses, {len(found['figures'])} PNG(s)")
     if curves:
         save_figure(plot_loss_curves(curves, f"Loss curves: {_title_list(curves)}"), png)
+    # The Pre-LN paper's per-epoch figures of the runs that logged a validation BLEU every epoch.
+    from pn_fairseq.analysis.epoch_figures import report_figures
+    known = {os.path.abspath(p) for p in found["figures"]}
+    found["figures"] += [p for p in report_figures(found["logs"], args.out) if os.path.abspath(p) not in known]
     write_json(os.path.join(args.out, "report.json"), page.numbers(args.dir, found, curves))
     html_path = os.path.join(args.out, "report.html")
     write_text_atomic(html_path, page.render(args.dir, found, png if curves else None))
@@ -214,7 +238,7 @@ def main(argv=None):
             cmd_grad_norms(args, report, flags)
         else:
             {"stats": cmd_stats, "embed-svd": cmd_embed_svd, "batch-sweep": cmd_batch_sweep,
-             "report": cmd_report}[args.command](args, report)
+             "epochs": cmd_epochs, "report": cmd_report}[args.command](args, report)
     except (AnalysisError, OSError) as err:  # OSError: e.g. an --out directory that cannot be written
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
