@@ -14,6 +14,7 @@ from fairseq.optim.lr_scheduler import build_lr_scheduler
 
 import pn_fairseq  # noqa: F401  (registers radam, warmup_rsqrt, epoch_rsqrt)
 from pn_fairseq.optim.preln_schedules import EpochRsqrtConfig, EpochRsqrtSchedule
+from pn_fairseq.results import ROWS as RESULT_ROWS
 
 from conftest import REPO, run
 from test_row_scripts import dry_run, flags
@@ -59,6 +60,7 @@ def test_every_row_is_tested_and_has_a_script():
     for configs, rows in (("preln", IWSLT_ROWS), ("multi30k-preln", IWSLT_ROWS), ("wmt14-preln", WMT_ROWS)):
         for row in rows:
             assert (REPO / "scripts" / configs / f"{row}.sh").is_file(), f"scripts/{configs}/{row}.sh"
+            assert row in RESULT_ROWS  # results.json accepts the row
 
 
 @pytest.mark.parametrize("configs", ["preln", "multi30k-preln"])
