@@ -9,7 +9,7 @@ FAIRSEQ_SPEC ?= fairseq-fixed==0.12.3.1
 STAMP := $(VENV)/.pn_fairseq_installed
 DATASET ?= synthetic
 
-.PHONY: install test demo bench clean-venv
+.PHONY: install test demo bench wheelhouse gpu-check clean-venv
 
 install: $(STAMP)
 
@@ -46,6 +46,21 @@ bench: install
 	@# hypothesis forced to 20 tokens (the same decoder steps for all: the cost per step).
 	$(PY) bench/bench_decode.py $(BENCH_DECODE_ARGS)
 	$(PY) bench/bench_decode.py --fixed-length 20 $(BENCH_DECODE_ARGS)
+
+# Offline installs (README "Install"): every package beyond torch into $(WHEELHOUSE), for this
+# Python (default) or PYTHON_VERSION=3.12 (manylinux x86_64 wheels); HAVE=FILE leaves out what the
+# target already has. On the target: bash scripts/wheelhouse.sh install --wheelhouse DIR.
+WHEELHOUSE ?= wheelhouse
+wheelhouse: install
+	PY=$(PY) bash scripts/wheelhouse.sh download --dest $(WHEELHOUSE) \
+	  $(if $(PYTHON_VERSION),--python-version $(PYTHON_VERSION)) $(if $(HAVE),--have $(HAVE))
+
+# README "GPU check": environment, CUDA tests, mixed precision, CUDA speed, a Multi30k table
+# (GPU_CHECK_SMOKE=1: the same stages on CPU, tiny). No install dependency: on an offline node
+# the venv comes from scripts/wheelhouse.sh install. Arguments: GPU_CHECK_ARGS.
+gpu-check:
+	@test -x $(PY) || { echo "gpu-check: no $(PY): run make install, or scripts/wheelhouse.sh install offline"; exit 1; }
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pn_fairseq.gpucheck $(GPU_CHECK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

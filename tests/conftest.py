@@ -13,6 +13,11 @@ BIN = pathlib.Path(sys.executable).parent
 SHARED = pathlib.Path(os.environ.get("PN_SHARED_DIR", REPO.parent / "shared"))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU; skipped where torch.cuda.is_available() is false "
+                            "(tests/test_cuda.py, make gpu-check stage b)")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
