@@ -18,6 +18,7 @@ import os
 import re
 
 from pn_dataprep.atomic import atomic_output
+from pn_fairseq.figures import bleu_axis, styles
 
 _SIMPLE_VALID_RE = re.compile(r"\| epoch \d+ \| valid on '([^']+)' subset \| (.*)$")
 
@@ -87,8 +88,15 @@ def run_log_path(directory_or_file, name):
     return path
 
 
-def plot_runs(curves, output, metric, title=None):
-    """Draw ``curves`` ({name: [(updates, value), ...]}) into the PNG ``output``, atomically."""
+def _save(fig, output):
+    with atomic_output(output) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def runs_figure(curves, metric, title=None, rows=None):
+    """The figure of ``curves`` ({name: [(updates, value), ...]}), each run in its row's colour
+    (``rows``: {name: row} where known, else the row is read from the name; see
+    :mod:`pn_fairseq.figures`)."""
     # Figure + Agg canvas directly: no pyplot, so no display backend and no global state.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -96,26 +104,35 @@ def plot_runs(curves, output, metric, title=None):
     fig = Figure(figsize=(7, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
+    style = styles(list(curves), rows)
     for name, points in curves.items():
         xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=name)
+        marker = style[name]["marker"] or ("o" if len(xs) <= 30 else None)
+        ax.plot(xs, ys, color=style[name]["color"], marker=marker, markersize=3, label=name)
     ax.set_xlabel("updates")
     ax.set_ylabel(metric)
+    if "bleu" in metric.lower():
+        bleu_axis(ax)
     ax.grid(True, alpha=0.3)
     ax.legend()
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    with atomic_output(output) as tmp:
-        fig.savefig(tmp, format="png")
+    return fig
 
 
-def plot_bleu_per_row(per_dataset, output, title=None):
-    """BLEU per row, one panel per dataset: each seed a point, the mean a bar with its 95% interval.
+def plot_runs(curves, output, metric, title=None, rows=None):
+    """Draw :func:`runs_figure` into the PNG ``output``, atomically."""
+    _save(runs_figure(curves, metric, title, rows), output)
+
+
+def bleu_figure(per_dataset, title=None):
+    """BLEU per row, one panel per dataset: each seed a point in its row's colour, the mean a bar
+    with its 95% interval; the BLEU axis starts at 0.
 
     ``per_dataset``: :func:`pn_fairseq.results.bleu_per_row`. With one seed there is no interval
     (the row shows its single point and the mean bar on it); a row with unfinished or missing
-    seeds is labelled ``(partial)``. Written to the PNG ``output``, atomically.
+    seeds is labelled ``(partial)``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -131,8 +148,8 @@ def plot_bleu_per_row(per_dataset, output, title=None):
         for x, entry in enumerate(rows):
             bleus = entry["bleus"]
             offsets = [0.0] if len(bleus) == 1 else [-0.15 + 0.3 * i / (len(bleus) - 1) for i in range(len(bleus))]
-            ax.scatter([x + o for o in offsets], bleus, s=22, color="tab:blue", alpha=0.7, zorder=3,
-                       label="seed" if x == 0 else None)
+            ax.scatter([x + o for o in offsets], bleus, s=22, color=styles([entry["row"]])[entry["row"]]["color"],
+                       alpha=0.8, zorder=3, label="seed (row's colour)" if x == 0 else None)
             ci = entry["ci95"]
             if ci is not None:
                 ax.errorbar([x], [entry["mean"]], yerr=[[entry["mean"] - ci[0]], [ci[1] - entry["mean"]]],
@@ -144,10 +161,15 @@ def plot_bleu_per_row(per_dataset, output, title=None):
         ax.set_xticklabels([e["row"] + ("" if e["complete"] else "\n(partial)") + f"\nn={len(e['bleus'])}"
                             for e in rows])
         ax.set_xlim(-0.6, len(rows) - 0.4)
-        ax.set_ylabel("BLEU")
+        ax.set_ylabel("test BLEU (points)")
+        bleu_axis(ax)
         ax.set_title(f"{title}: {dataset}" if title else dataset)
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="lower right")
     fig.tight_layout()
-    with atomic_output(output) as tmp:
-        fig.savefig(tmp, format="png")
+    return fig
+
+
+def plot_bleu_per_row(per_dataset, output, title=None):
+    """Draw :func:`bleu_figure` into the PNG ``output``, atomically."""
+    _save(bleu_figure(per_dataset, title), output)

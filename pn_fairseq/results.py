@@ -417,58 +417,172 @@ def _seed_text(seed):
     return "?" if seed is None else str(seed)
 
 
-def _dataset_sections(groups, dataset, comparison):
-    """Per-dataset markdown: the seeds table, and the significance tables of ``comparison``."""
-    members = [groups[(row, dataset)] for row in ROWS if (row, dataset) in groups]
-    multi = any(g.n > 1 or not g.complete for g in members)
+@dataclasses.dataclass
+class Section:
+    """One part of the report: pn-results renders it as markdown (:func:`render_markdown`),
+    ``pn-analyze report`` as HTML, from the same cells, so the two cannot disagree."""
+
+    title: str = ""  # heading; "" for none
+    header: List[str] = dataclasses.field(default_factory=list)  # table columns; [] for no table
+    rows: List[List[str]] = dataclasses.field(default_factory=list)
+    text: str = ""  # paragraph after the table
+    items: List[str] = dataclasses.field(default_factory=list)  # bullet list after the paragraph
+
+
+def render_markdown(sections):
+    """Sections as markdown: ``### title``, a pipe table, the paragraph, the bullets."""
     lines = []
-    name = DATASETS[dataset]
-    if multi:
-        lines += ["", f"### {name}: seeds", "",
-                  "| row | seeds | BLEU mean ± std | 95% CI of the mean | per seed (seed: BLEU) |",
-                  "|---|---|---|---|---|"]
-        for g in members:
-            seeds = str(g.n) if g.complete else f"{g.n} of {g.expected}"
-            mean = f"{g.mean:.2f}" + (f" ± {g.std:.2f}" if g.std is not None else "") if g.runs else MISSING
-            ci = f"[{g.ci95[0]:.2f}, {g.ci95[1]:.2f}]" if g.ci95 else MISSING
-            per_seed = [f"{_seed_text(r.seed)}: {r.result['bleu_main']:.2f}" for r in g.runs]
-            per_seed += [f"{_seed_text(u.seed)}: unfinished" for u in g.unfinished]
-            per_seed += [f"{s}: missing" for s in g.missing_seeds]
-            lines.append(f"| {g.row} | {seeds} | {mean} | {ci} | {', '.join(per_seed)} |")
-        lines += ["", "Mean and standard deviation (n - 1) over the finished seeds; the interval is Student's t "
-                  "over seeds. Unfinished or missing seeds are not averaged in."]
-        for g in members:
-            for u in g.unfinished:
-                lines.append(f"- {g.row} seed {_seed_text(u.seed)}: {u.state}: {u.run_dir}")
-            if g.missing_seeds:
-                lines.append(f"- {g.row}: no run for seed(s) {', '.join(map(str, g.missing_seeds))} "
-                             "(other rows of this dataset have them)")
-    if comparison is None:
-        return lines
+    for s in sections:
+        if s.title:
+            lines += ["", f"### {s.title}", ""]
+        elif s.header and lines:
+            lines.append("")
+        if s.header:
+            lines += ["| " + " | ".join(s.header) + " |", "|---" * len(s.header) + "|"]
+            lines += ["| " + " | ".join(row) + " |" for row in s.rows]
+        if s.text:
+            lines += ([""] if lines else []) + [s.text]
+        lines += [f"- {item}" for item in s.items]
+    return "\n".join(lines) + "\n"
+
+
+def seeds_section(groups, dataset):
+    """The seeds table of ``dataset`` (mean ± std, interval, each seed), or None when every row
+    has one finished seed and nothing unfinished or missing (the main table says it all)."""
+    members = [groups[(row, dataset)] for row in ROWS if (row, dataset) in groups]
+    if not any(g.n > 1 or not g.complete for g in members):
+        return None
+    section = Section(
+        f"{DATASETS[dataset]}: seeds",
+        ["row", "seeds", "BLEU mean ± std", "95% CI of the mean", "per seed (seed: BLEU)"],
+        text="Mean and standard deviation (n - 1) over the finished seeds; the interval is Student's t "
+        "over seeds. Unfinished or missing seeds are not averaged in.")
+    for g in members:
+        seeds = str(g.n) if g.complete else f"{g.n} of {g.expected}"
+        mean = f"{g.mean:.2f}" + (f" ± {g.std:.2f}" if g.std is not None else "") if g.runs else MISSING
+        ci = f"[{g.ci95[0]:.2f}, {g.ci95[1]:.2f}]" if g.ci95 else MISSING
+        per_seed = [f"{_seed_text(r.seed)}: {r.result['bleu_main']:.2f}" for r in g.runs]
+        per_seed += [f"{_seed_text(u.seed)}: unfinished" for u in g.unfinished]
+        per_seed += [f"{s}: missing" for s in g.missing_seeds]
+        section.rows.append([g.row, seeds, mean, ci, ", ".join(per_seed)])
+    for g in members:
+        for u in g.unfinished:
+            section.items.append(f"{g.row} seed {_seed_text(u.seed)}: {u.state}: {u.run_dir}")
+        if g.missing_seeds:
+            section.items.append(f"{g.row}: no run for seed(s) {', '.join(map(str, g.missing_seeds))} "
+                                 "(other rows of this dataset have them)")
+    return section
+
+
+def significance_sections(comparison):
+    """The paired-bootstrap tables of one :func:`pn_fairseq.significance.compare_dataset` report
+    (one per BLEU definition with compared rows), then its notes."""
+    sections = []
     base = comparison["baseline"]
-    for definition, entry in comparison["definitions"].items():
+    name = DATASETS[comparison["dataset"]]
+    for entry in comparison["definitions"].values():
         if not entry["rows"]:
             continue
-        lines += ["", f"### {name}: paired bootstrap against {base} ({entry['label']})", "",
-                  f"| row | seed pairs | Δ BLEU vs {base} | 95% CI of Δ | p | per seed pair: Δ [95% CI] p |",
-                  "|---|---|---|---|---|---|"]
+        section = Section(
+            f"{name}: paired bootstrap against {base} ({entry['label']})",
+            ["row", "seed pairs", f"Δ BLEU vs {base}", "95% CI of Δ", "p", "per seed pair: Δ [95% CI] p"],
+            text=f"Δ: the row's BLEU minus {base}'s, * where p < {comparison['alpha']:g}. sacrebleu's paired "
+            f"bootstrap ({comparison['n_samples']} resamples, seed {comparison['seed']}) on the test set; "
+            "with several seeds, seed k of the row is paired with seed k of the baseline and the pooled "
+            "test runs on the pairs' outputs concatenated.")
         for row in ROWS:
             if row not in entry["rows"]:
                 continue
             r = entry["rows"][row]
             pooled = r["pooled"]
             seeds = ", ".join(_seed_text(s) for s in r["seeds"]) + (" (pooled)" if len(r["pairs"]) > 1 else "")
-            pairs = "; ".join(f"{_seed_text(pair['seed'])}: {format_delta(pair)} {format_interval(pair)} {format_p(pair['p_value'])}"
-                              for pair in r["pairs"])
-            lines.append(f"| {row} | {seeds} | {format_delta(pooled)} | {format_interval(pooled)} | {format_p(pooled['p_value'])} "
-                         f"| {pairs} |")
-        lines += ["", f"Δ: the row's BLEU minus {base}'s, * where p < {comparison['alpha']:g}. sacrebleu's paired "
-                  f"bootstrap ({comparison['n_samples']} resamples, seed {comparison['seed']}) on the test set; "
-                  "with several seeds, seed k of the row is paired with seed k of the baseline and the pooled "
-                  "test runs on the pairs' outputs concatenated."]
-    for note in comparison["notes"]:
-        lines.append(f"- {note}")
-    return lines
+            pairs = "; ".join(f"{_seed_text(pair['seed'])}: {format_delta(pair)} {format_interval(pair)} "
+                              f"{format_p(pair['p_value'])}" for pair in r["pairs"])
+            section.rows.append([row, seeds, format_delta(pooled), format_interval(pooled),
+                                 format_p(pooled["p_value"]), pairs])
+        sections.append(section)
+    if comparison["notes"]:
+        sections.append(Section(items=list(comparison["notes"])))
+    return sections
+
+
+def dataset_sections(groups, dataset, comparison):
+    """Per dataset: the seeds table (when there are several seeds or some are lacking), and the
+    significance tables of ``comparison`` (None: no tests)."""
+    seeds = seeds_section(groups, dataset)
+    return ([seeds] if seeds else []) + (significance_sections(comparison) if comparison else [])
+
+
+def compare_all(table, baseline=None):
+    """pn-results' significance tests: ``{dataset: compare_dataset report}``, every row of each
+    dataset against ``baseline`` (default: preln where the dataset has it; none without it)."""
+    from pn_fairseq import significance
+
+    comparisons = {}
+    for dataset in sorted({d for _, d in table}):
+        base = baseline or significance.default_baseline(table, dataset)
+        if base is not None:
+            comparisons[dataset] = significance.compare_dataset(table, dataset, base)
+    return comparisons
+
+
+def main_table_section(table):
+    """PowerNorm's Table 1 layout, with only the rows and datasets that have a finished run."""
+    rows = [row for row in ROWS if any(r == row and g.runs for (r, _), g in table.items())]
+    datasets = [d for d in DATASETS if any(ds == d and g.runs for (_, ds), g in table.items())]
+    if not rows:
+        return Section(text="No results (no results.json found).")
+    section = Section(header=["Model"] + [DATASETS[d] for d in datasets], text=(
+        "Cells: measured BLEU (paper, measured - paper); ~ marks a number the paper gives only "
+        f"approximately; {MISSING}: not run / not reported. With several seeds: mean ± standard "
+        "deviation [finished seeds, of those expected]. Only rows and datasets with a result are shown."))
+    for row in rows:
+        cells = []
+        for dataset in datasets:
+            group = table.get((row, dataset))
+            result = group.runs[0].result if group and group.runs else None
+            paper_value, approx = _paper_for((row, dataset), result)
+            cells.append(_cell(group, paper_value, approx))
+        section.rows.append([ROWS[row]] + cells)
+    return section
+
+
+def runs_section(table):
+    """Every finished run: all its BLEU numbers, updates, time, checkpoint; then the sacrebleu signatures."""
+    section = Section(header=["row", "dataset", "seed", "BLEU", "fairseq", "sacrebleu tok:none", "compound split",
+                              "sacrebleu detok", "updates", "wall time (h)", "checkpoint"])
+    for row in ROWS:
+        for dataset in DATASETS:
+            if (row, dataset) not in table:
+                continue
+            for run in table[(row, dataset)].runs:
+                r = run.result
+                b = r["bleu"]
+                section.rows.append([row, dataset, _seed_text(run.seed), f"{r['bleu_main']:.2f}", _number(b["fairseq"]),
+                                     _number(b["sacrebleu_tok_none"]), _number(b["compound_split"]),
+                                     _number(b["sacrebleu_detok"]), str(r["updates"]),
+                                     f"{r['wall_time_s'] / 3600:.2f}", r["checkpoint"]])
+                signature = f"{row} / {dataset}: `{r['sacrebleu_signature']}`"
+                if r["sacrebleu_signature"] and signature not in section.items:
+                    section.items.append(signature)
+    if section.items:
+        section.text = "sacrebleu signatures:"
+    return section
+
+
+def report_sections(table, comparisons=None, orphans=()):
+    """Everything pn-results prints, as :class:`Section` s (see :func:`render_table`)."""
+    comparisons = comparisons or {}
+    sections = [main_table_section(table)]
+    for dataset in DATASETS:
+        if any(d == dataset for _, d in table) or dataset in comparisons:
+            sections += dataset_sections(table, dataset, comparisons.get(dataset))
+    if orphans:
+        sections.append(Section(text="Unfinished runs (no results.json):",
+                                items=[f"{u.run_dir}: {u.state}" for u in orphans]))
+    if table:
+        sections.append(runs_section(table))
+    return sections
 
 
 def render_table(table, comparisons=None, orphans=()):
@@ -477,55 +591,7 @@ def render_table(table, comparisons=None, orphans=()):
     ``comparisons``: {dataset: :func:`pn_fairseq.significance.compare_dataset` report};
     ``orphans``: unfinished runs no row claims (:func:`collect_runs`).
     """
-    comparisons = comparisons or {}
-    lines = ["| Model | " + " | ".join(DATASETS.values()) + " |", "|---" * (len(DATASETS) + 1) + "|"]
-    for row, label in ROWS.items():
-        cells = []
-        for dataset in DATASETS:
-            group = table.get((row, dataset))
-            result = group.runs[0].result if group and group.runs else None
-            paper_value, approx = _paper_for((row, dataset), result)
-            cells.append(_cell(group, paper_value, approx))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Cells: measured BLEU (paper, measured - paper); ~ marks a number the paper gives only "
-        f"approximately; {MISSING}: not run / not reported. With several seeds: mean ± standard "
-        "deviation [finished seeds, of those expected].",
-    ]
-    for dataset in DATASETS:
-        if any(d == dataset for _, d in table) or dataset in comparisons:
-            lines += _dataset_sections(table, dataset, comparisons.get(dataset))
-    if orphans:
-        lines += ["", "Unfinished runs (no results.json):"]
-        lines += [f"- {u.run_dir}: {u.state}" for u in orphans]
-    if table:
-        lines += [
-            "",
-            "| row | dataset | seed | BLEU | fairseq | sacrebleu tok:none | compound split | sacrebleu detok "
-            "| updates | wall time (h) | checkpoint |",
-            "|---" * 11 + "|",
-        ]
-        signatures = []
-        for row in ROWS:
-            for dataset in DATASETS:
-                if (row, dataset) not in table:
-                    continue
-                for run in table[(row, dataset)].runs:
-                    r = run.result
-                    b = r["bleu"]
-                    lines.append(
-                        f"| {row} | {dataset} | {_seed_text(run.seed)} | {r['bleu_main']:.2f} | {_number(b['fairseq'])} "
-                        f"| {_number(b['sacrebleu_tok_none'])} | {_number(b['compound_split'])} "
-                        f"| {_number(b['sacrebleu_detok'])} | {r['updates']} | {r['wall_time_s'] / 3600:.2f} "
-                        f"| {r['checkpoint']} |"
-                    )
-                    signature = f"- {row} / {dataset}: `{r['sacrebleu_signature']}`"
-                    if r["sacrebleu_signature"] and signature not in signatures:
-                        signatures.append(signature)
-        if signatures:
-            lines += ["", "sacrebleu signatures:"] + signatures
-    return "\n".join(lines) + "\n"
+    return render_markdown(report_sections(table, comparisons, orphans))
 
 
 def summary_json(table, comparisons=None, orphans=()):

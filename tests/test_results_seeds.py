@@ -31,7 +31,7 @@ def test_mean_std_and_each_seed(tmp_path, capsys):
     out = tmp_path / "s.json"
     assert results_cli.main([str(tmp_path), "--json", str(out), "--no-significance"]) == 0
     text = capsys.readouterr().out
-    assert "| Transformer-LN (Pre-LN) | — (35.5) | — (29.5) | 31.80 ± 0.26 [3 seeds] | — |" in text
+    assert "| Transformer-LN (Pre-LN) | 31.80 ± 0.26 [3 seeds] |" in text
     assert "| preln | 3 | 31.80 ± 0.26 | [31.14, 32.46] | 1: 31.50, 2: 32.00, 3: 31.90 |" in text
     pn = next(r for r in json.loads(out.read_text())["rows"] if r["row"] == "pn")
     assert [(s["seed"], s["bleu"]) for s in pn["seeds"]] == [(1, 32.2), (2, 31.7), (3, 32.6)]
@@ -57,8 +57,8 @@ def test_missing_and_unfinished_seeds_are_reported_not_averaged(tmp_path, capsys
 
     assert results_cli.main([str(tmp_path), "--no-significance"]) == 0
     text = capsys.readouterr().out
-    assert "| Transformer-PN | — (35.9) | — (30.1) | 32.00 ± 2.83 [2 of 3 seeds] | — |" in text
-    assert "| Transformer-BN | — (34.4) | — (28.1) | 29.00 [1 of 3 seeds] | — |" in text
+    assert "| Transformer-PN | 32.00 ± 2.83 [2 of 3 seeds] |" in text
+    assert "| Transformer-BN | 29.00 [1 of 3 seeds] |" in text
     assert "| pn | 2 of 3 | 32.00 ± 2.83 |" in text and "1: 30.00, 2: 34.00, 3: unfinished |" in text
     assert "| bn | 1 of 3 | 29.00 | — | 1: 29.00, 2: unfinished, 3: missing |" in text
     assert f"- pn seed 3: training or stopped (no train.done, last logged update 350): {tmp_path / 'pn' / 'seed3'}" in text

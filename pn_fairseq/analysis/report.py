@@ -1,11 +1,13 @@
 """One self-contained HTML page per experiment directory (``pn-analyze report``).
 
-Gathers what exists under a directory: every ``results.json`` (one table), the loss
-curves of every run's ``train.log`` (drawn by the caller into one PNG) and every PNG
-found. Images are embedded as base64 data URIs and the style is inline, so the page is one
-file that opens anywhere, offline.
+Gathers what exists under a directory: every ``results.json`` (one table), the seeds and
+paired-bootstrap tables ``pn-results`` prints for them (the same code: :func:`seeds_and_significance`),
+the loss curves of every run's ``train.log`` (drawn by the caller into one PNG, each run in its
+row's colour) and every PNG found. Images are embedded as base64 data URIs and the style is
+inline, so the page is one file that opens anywhere, offline.
 """
 import base64
+import dataclasses
 import datetime
 import html
 import os
@@ -59,7 +61,38 @@ def gather(root, exclude=()):
                 found["figures"].append(path)
     if not (found["results"] or found["logs"] or found["figures"]):
         raise AnalysisError(f"{root}: nothing to report (no results.json, train.log or *.png below it)")
+    if found["results"]:
+        found["sections"], found["comparisons"] = seeds_and_significance(root, found["warnings"])
     return found
+
+
+def seeds_and_significance(root, warnings):
+    """What ``pn-results ROOT`` adds to its table, by its own functions: per dataset the seeds
+    table (when a row has several seeds or lacks some) and the paired bootstrap of every row
+    against preln (when the dataset has preln and the runs kept their texts).
+
+    Returns ``([pn_fairseq.results.Section], {dataset: compare_dataset report})``; a problem that
+    stops them (e.g. two results for one seed) is appended to ``warnings`` instead.
+    """
+    from pn_fairseq import results, significance
+    from pn_fairseq.scoring import ScoringError
+
+    try:
+        table, _ = results.collect_runs([root], warn=warnings.append)
+        comparisons = results.compare_all(table)
+    except (OSError, results.ResultsError, ScoringError, significance.SignificanceError) as err:
+        warnings.append(f"seeds and significance tables left out: {err}")
+        return [], {}
+    sections = []
+    for dataset in results.DATASETS:
+        if any(d == dataset for _, d in table):
+            sections += results.dataset_sections(table, dataset, comparisons.get(dataset))
+    return sections, comparisons
+
+
+def run_rows(found):
+    """``{run label: row}`` from the runs' results.json: the key of each run's colour."""
+    return {r["run"]: r["row"] for r in found["results"]}
 
 
 def _table_row(label, result):
@@ -88,6 +121,8 @@ def numbers(root, found, curves):
     {"updates", "values"}}}``)."""
     return {
         "dir": os.path.abspath(root), "results": found["results"], "warnings": found["warnings"],
+        "seeds_and_significance": [dataclasses.asdict(s) for s in found.get("sections", [])],
+        "significance": found.get("comparisons", {}),
         "figures": [os.path.relpath(p, root) for p in found["figures"]],
         "loss_curves": {label: {name: {"updates": c[0], "values": c[1]} for name, c in curve.items()}
                         for label, curve in curves.items()},
@@ -114,7 +149,23 @@ th, td { border: 1px solid #bbb; padding: 4px 10px; text-align: right; }
 th { background: #eee; } td:first-child, td:nth-child(2), td:nth-child(3) { text-align: left; }
 figure { margin: 1.5em 0; } img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 0.9em; color: #555; } .warn { color: #a40; }
+table.sections td:first-child { text-align: left; } table.sections td:last-child { text-align: left; }
 """
+
+
+def _section_html(section):
+    """A :class:`pn_fairseq.results.Section` as HTML: the cells pn-results prints, escaped."""
+    parts = [f"<h3>{html.escape(section.title)}</h3>"] if section.title else []
+    if section.header:
+        parts.append('<table class="sections"><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in section.header)
+                     + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in section.rows]
+        parts.append("</table>")
+    if section.text:
+        parts.append(f"<p>{html.escape(section.text)}</p>")
+    if section.items:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in section.items) + "</ul>")
+    return "\n".join(parts)
 
 
 def render(root, found, loss_figure=None):
@@ -136,10 +187,19 @@ def render(root, found, loss_figure=None):
         parts.append("<p>No results.json found.</p>")
     for warning in found["warnings"]:
         parts.append(f'<p class="warn">{html.escape(warning)}</p>')
+    if found["results"]:
+        parts.append('<h2 id="seeds-and-significance">Seeds and significance</h2>')
+        if found.get("sections"):
+            parts.append("<p>As <code>pn-results</code> prints them for these runs.</p>")
+            parts += [_section_html(section) for section in found["sections"]]
+        else:
+            parts.append("<p>No row with several (or lacking) seeds, and no row tested against preln "
+                         "(none in a dataset, or no texts beside results.json).</p>")
     parts.append("<h2>Loss curves</h2>")
     if loss_figure:
         parts.append(f'<figure><img alt="loss curves" src="{_data_uri(loss_figure)}">'
-                     "<figcaption>Train (dashed) and validation (solid) loss of every run's train.log."
+                     "<figcaption>Train (dashed) and validation (solid) loss of every run's train.log; "
+                     "each row has the same colour in every figure the project draws."
                      "</figcaption></figure>")
     else:
         parts.append("<p>No training log with loss values found.</p>")

@@ -202,7 +202,7 @@ def cmd_report(args, report):
     curves = page.curves_of(found["logs"])
     report(f"{len(found['results'])} result(s), {len(curves)} log(s) with losses, {len(found['figures'])} PNG(s)")
     if curves:
-        save_figure(plot_loss_curves(curves, f"Loss curves: {_title_list(curves)}"), png)
+        save_figure(plot_loss_curves(curves, f"Loss curves: {_title_list(curves)}", page.run_rows(found)), png)
     # The Pre-LN paper's per-epoch figures of the runs that logged a validation BLEU every epoch.
     from pn_fairseq.analysis.epoch_figures import report_figures
     known = {os.path.abspath(p) for p in found["figures"]}

@@ -5,6 +5,8 @@ Reads each run's ``train.log`` (fairseq's json or simple log format): :mod:`pn_f
 ``--bleu`` reads results.json files as ``pn-results`` does (:mod:`pn_fairseq.results`).
 """
 import argparse
+import json
+import os
 import sys
 
 from pn_fairseq.cli import quiet_library_logging
@@ -17,6 +19,16 @@ def _name_dir(text):
     if not sep or not name or not directory:
         raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {text!r}")
     return name, directory
+
+
+def _recorded_row(directory):
+    """The row a run directory's results.json names, or None (no file yet, or unreadable)."""
+    try:
+        with open(os.path.join(directory, "results.json"), encoding="utf-8") as f:
+            row = json.load(f).get("row")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return row if isinstance(row, str) else None
 
 
 def build_parser():
@@ -44,18 +56,21 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.bleu:
         return _plot_bleu(args)
-    curves = {}
+    curves, rows = {}, {}
     try:
         for name, directory in args.runs:
             if name in curves:
                 raise LogError(f"run name '{name}' given twice")
             log = run_log_path(directory, name)
             curves[name] = points = parse_validation_log(log, args.metric, args.subset)
+            # The line's colour: the run's row (results.json, else the name, else the path), as
+            # in every other figure (pn_fairseq.figures).
+            rows[name] = [r for r in (_recorded_row(directory), name, directory) if r]
             print(f"{name}: {len(points)} validations from {log}; last {points[-1][1]:g} "
                   f"at update {points[-1][0]}, min {min(v for _, v in points):g}")
     except LogError as err:
         raise SystemExit(f"pn-plot: error: {err}") from None
-    plot_runs(curves, args.output, args.metric, args.title)
+    plot_runs(curves, args.output, args.metric, args.title, rows)
     print(f"wrote {args.output}")
     return 0
 
