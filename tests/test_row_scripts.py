@@ -1,5 +1,6 @@
 """Row scripts: DRY_RUN prints each recipe's exact flags; one row runs end to end on a
-tiny corpus, and a second run does not retrain."""
+tiny corpus, and a second run does not retrain; the GPU count the driver checks NPROC against.
+(Reuse, continuation and one-line errors of reruns: test_row_reuse.py.)"""
 import json
 import os
 import re
@@ -14,7 +15,8 @@ from conftest import BIN, REPO
 
 
 def dry_run(script, **env):
-    e = dict(os.environ, DRY_RUN="1", PATH=f"{BIN}:{os.environ['PATH']}", **env)
+    e = dict(os.environ, DRY_RUN="1", PATH=f"{BIN}:{os.environ['PATH']}")
+    e.update(env)
     proc = subprocess.run(["bash", str(REPO / "scripts" / script)], capture_output=True, text=True, env=e, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -153,10 +155,91 @@ def test_one_row_end_to_end_then_not_retrained(data_bin, tmp_path):
     assert "training already finished" in third.stderr
     assert torch.load(save / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 6
     assert json.loads((save / "results.json").read_text())["bleu_main"] == result["bleu_main"]
-    # A larger MAX_UPDATE continues the same run from its checkpoint.
-    (save / "results.json").unlink()
+    # A larger MAX_UPDATE continues the same run from its checkpoint, results.json or not.
     fourth = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True, text=True,
                             env=dict(env, MAX_UPDATE="8"))
     assert fourth.returncode == 0, fourth.stderr[-3000:]
+    assert "MAX_UPDATE 6 -> 8: training continues" in fourth.stderr
     assert "Loaded checkpoint" in (save / "train.log").read_text()
     assert json.loads((save / "results.json").read_text())["updates"] == 8
+
+
+def fake_gpus(tmp_path, n):
+    """A directory holding a stand-in nvidia-smi that lists ``n`` GPUs, for the front of PATH."""
+    fake = tmp_path / "fake-bin"
+    fake.mkdir(exist_ok=True)
+    lines = "".join(f"echo 'GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i:08d})'\n" for i in range(n))
+    (fake / "nvidia-smi").write_text("#!/bin/sh\n" + (lines or "exit 9\n"))
+    (fake / "nvidia-smi").chmod(0o755)
+    return fake
+
+
+def test_one_gpu_by_default_on_an_8_gpu_node(tmp_path):
+    """fairseq's default --distributed-world-size is every visible GPU: the driver always passes NPROC."""
+    path = f"{fake_gpus(tmp_path, 8)}{os.pathsep}{os.environ['PATH']}"
+    assert flags(dry_run("multi30k/pn.sh", PATH=path)["fairseq-train"])["--distributed-world-size"] == "1"
+    assert flags(dry_run("wmt14/pn.sh", PATH=path, NPROC="8")["fairseq-train"])["--distributed-world-size"] == "8"
+
+
+def test_dry_run_needs_no_gpu(tmp_path):
+    path = f"{fake_gpus(tmp_path, 0)}{os.pathsep}{os.environ['PATH']}"
+    cmds = dry_run("wmt14/pn.sh", PATH=path, NPROC="8", UPDATE_FREQ="16")
+    train = flags(cmds["fairseq-train"])
+    assert (train["--distributed-world-size"], train["--update-freq"]) == ("8", "16")
+    assert "fairseq-generate" in cmds and "pn-score" in cmds
+
+
+# CUDA_VISIBLE_DEVICES as torch reads it, on a machine whose nvidia-smi lists 8 GPUs: ordinals up to
+# the first invalid, negative or absent one; a repeated one hides all; UUIDs counted likewise.
+@pytest.mark.parametrize("visible, nproc, gpus", [
+    ("0,1", 4, 2),
+    (None, 9, 8),
+    ("0,1,-1,3", 3, 2),
+    ("0,9,1", 2, 1),
+    ("2,x,3", 2, 1),
+    ("GPU-00000001,GPU-00000002,3", 3, 2),
+])
+def test_nproc_beyond_the_visible_gpus_stops_in_one_line(tmp_path, visible, nproc, gpus):
+    env = dict(os.environ, PATH=f"{fake_gpus(tmp_path, 8)}{os.pathsep}{os.environ['PATH']}", NPROC=str(nproc),
+               DATA=str(tmp_path / "no-data"), SAVE_DIR=str(tmp_path / "run"))
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    proc = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True,
+                          text=True, env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert f"NPROC={nproc} but {gpus} GPU(s) are visible" in lines[0] and "UPDATE_FREQ" in lines[0]
+    if visible is not None:
+        assert f"(CUDA_VISIBLE_DEVICES={visible})" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("visible", ["", "-1", "0,0"])
+def test_no_visible_gpu_says_so(tmp_path, visible):
+    env = dict(os.environ, PATH=f"{fake_gpus(tmp_path, 8)}{os.pathsep}{os.environ['PATH']}", NPROC="2",
+               CUDA_VISIBLE_DEVICES=visible, DATA=str(tmp_path / "no-data"))
+    proc = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 1 and f"NPROC=2 but no GPU is visible (CUDA_VISIBLE_DEVICES={visible})" in proc.stderr
+
+
+@pytest.mark.parametrize("visible, nproc", [(None, 8), ("3,5", 2), ("GPU-00000001,GPU-00000002", 2)])
+def test_nproc_within_the_visible_gpus_passes_the_check(tmp_path, visible, nproc):
+    """The next check (the data) is what stops these."""
+    env = dict(os.environ, PATH=f"{fake_gpus(tmp_path, 8)}{os.pathsep}{os.environ['PATH']}", NPROC=str(nproc),
+               DATA=str(tmp_path / "no-data"))
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    proc = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 1 and "no binarized data" in proc.stderr and "GPU" not in proc.stderr
+
+
+def test_header_points_to_readme_sections_that_exist():
+    readme = (REPO / "README.md").read_text()
+    headings = set(re.findall(r"^#+ (.+)$", readme, flags=re.M))
+    header = "".join(line for line in (REPO / "scripts/run_row.sh").read_text().splitlines(True) if line.startswith("#"))
+    cited = re.findall(r'README "([^"]+)"', header.replace("\n# ", " "))
+    assert cited and all(c in headings for c in cited), (cited, headings)

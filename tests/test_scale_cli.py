@@ -282,7 +282,8 @@ def test_torchrun_trap_through_the_command(data_bin, tmp_path):
 
 
 def driver_error(**env):
-    e = dict(os.environ, DRY_RUN="1", **env)
+    # not DRY_RUN: a dry run prints the commands on any machine, without the GPU and core checks
+    e = dict(os.environ, DATA="/nonexistent/data-bin", SAVE_DIR="/nonexistent/run", **env)
     e.pop("OMP_NUM_THREADS", None)
     proc = subprocess.run(["bash", str(REPO / "scripts/run_row.sh"), "synthetic", "pn"], capture_output=True,
                           text=True, env=e)

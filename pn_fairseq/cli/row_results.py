@@ -9,13 +9,17 @@
   the texts :mod:`pn_fairseq.significance` compares.
 * ``texts RUN_DIR...``: write those text files for finished runs that lack them, from their
   ``generate-test.txt`` (runs made before the files existed).
+* ``check-run --save-dir DIR [decoding settings] -- fairseq-train ...``: whether the run
+  directory's training and results can be reused for this command (:mod:`pn_fairseq.row_state`);
+  prints ``ACTION<TAB>why`` (``reuse``, ``decode``, ``train``), or exits 3 with the one line
+  that says what differs. Before ``train`` it parses the command as fairseq-train would.
 """
 import os
 import argparse
 import json
 import sys
 
-from pn_fairseq import results, significance
+from pn_fairseq import results, row_state, significance
 from pn_fairseq.checkpoints import checkpoint_updates
 from pn_fairseq.scoring import ScoringError, count_split_sentences
 
@@ -38,10 +42,65 @@ def write_results(args):
     )
     if args.seed is not None:
         result["seed"] = args.seed
+    if args.train_command is not None:
+        result.update(run_settings(args))
     if texts is not None:
         result["texts"] = texts
     results.write_result(args.output, result)
     print(json.dumps(result, indent=2))
+
+
+def _int_or_none(text):
+    return int(text) if text else None
+
+
+def run_settings(args):
+    """What results.json records beside the scores so that a rerun (and ``pn-results``) can tell
+    which run it is: the training command, the limits asked and the recipe's, the decoding
+    settings, and how the run departs from its row's recipe."""
+    limits = {"max_update": _int_or_none(args.max_update), "max_epoch": _int_or_none(args.max_epoch),
+              "recipe_max_update": _int_or_none(args.recipe_max_update),
+              "recipe_max_epoch": _int_or_none(args.recipe_max_epoch)}
+    differences = row_state.recipe_differences(**limits, extra_args=args.extra_args)
+    return {"train_command": args.train_command, **limits, "update_freq": args.update_freq, "nproc": args.nproc,
+            "extra_args": args.extra_args, "decoding": decoding_of(args),
+            "settings_match_recipe": not differences, "recipe_differences": differences}
+
+
+def decoding_of(args):
+    return row_state.decoding_settings(args.beam, args.lenpen, args.avg_last, args.avg_kind, args.scoring)
+
+
+def add_decoding_args(parser, required):
+    parser.add_argument("--beam", type=int, required=True)
+    parser.add_argument("--lenpen", type=float, required=True)
+    parser.add_argument("--avg-last", type=int, required=required, help="checkpoints the recipe averages")
+    parser.add_argument("--avg-kind", choices=("epoch", "update"), required=required)
+    parser.add_argument("--scoring", required=required, help="pn-score --scheme")
+
+
+def check_run(args):
+    """``decide``, and fairseq-train's own parsing of the command before it trains or where the
+    command differs from the run's (a bad EXTRA_ARGS flag is named as such, not as a setting)."""
+    try:
+        try:
+            action, why = row_state.decide(args.save_dir, args.command, decoding_of(args))
+        except row_state.RunMismatch as mismatch:
+            refused = mismatch
+            action = why = None
+        else:
+            refused = None
+        if action in (None, "train"):
+            error = row_state.check_train_args(args.command)
+            if error is not None:
+                raise row_state.RunMismatch(f"the training command is refused ({error}): check EXTRA_ARGS")
+        if refused is not None:
+            raise refused
+    except row_state.RunMismatch as err:
+        print(err)
+        return 3
+    print(f"{action}\t{why}")
+    return 0
 
 
 def main(argv=None):
@@ -55,15 +114,29 @@ def main(argv=None):
     for name in ("scores", "row", "dataset", "paper", "last-checkpoint", "wall-time", "checkpoint", "run-dir", "output"):
         w.add_argument("--" + name, required=name != "paper", default="")
     w.add_argument("--averaged", type=int, default=1)
-    w.add_argument("--beam", type=int, required=True)
-    w.add_argument("--lenpen", type=float, required=True)
+    add_decoding_args(w, required=False)
+    w.add_argument("--train-command", help="the training command, shell-quoted (with the arguments below: "
+                   "recorded in results.json for reruns and pn-results)")
+    for name in ("max-update", "max-epoch", "recipe-max-update", "recipe-max-epoch"):
+        w.add_argument("--" + name, default="", help="empty: no limit")
+    w.add_argument("--extra-args", default="")
+    w.add_argument("--update-freq", type=int, default=1)
+    w.add_argument("--nproc", type=int, default=1)
     w.add_argument("--seed", type=int, help="the run's training seed (recorded in results.json)")
     w.add_argument("--gen-output", help="fairseq-generate output: write the sorted texts beside results.json")
     w.add_argument("--raw-ref", help="with --gen-output: raw references (WMT14), for the detokenized texts")
     w.add_argument("--lang", default="de", help="target language for Moses detokenization (default: %(default)s)")
     t = sub.add_parser("texts")
     t.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    r = sub.add_parser("check-run")
+    r.add_argument("--save-dir", required=True)
+    add_decoding_args(r, required=True)
+    r.add_argument("command", nargs=argparse.REMAINDER, help="-- fairseq-train DATA ...")
     args = parser.parse_args(argv)
+    if args.cmd == "check-run":
+        if args.command[:1] == ["--"]:
+            args.command = args.command[1:]
+        return check_run(args)
     if args.cmd == "count-test":
         try:
             print(count_split_sentences(args.data, args.src, args.tgt))
