@@ -31,7 +31,11 @@ Each experiment ("row script") writes one ``results.json`` into its run director
 ``pn-score --json`` writes the ``bleu``, ``bleu_main`` and ``sacrebleu_signature`` entries
 in this form. Extra keys are allowed and ignored; the row scripts add ``seed``,
 ``averaged_checkpoints``, ``beam``, ``lenpen`` and ``texts`` (the names of the sorted
-hypothesis/reference files beside results.json, see :mod:`pn_fairseq.significance`).
+hypothesis/reference files beside results.json, see :mod:`pn_fairseq.significance`), and what a
+rerun compares (:mod:`pn_fairseq.row_state`): ``train_command``, ``decoding``, ``max_update``,
+``max_epoch`` and the recipe's ``recipe_max_update`` / ``recipe_max_epoch``, ``extra_args``,
+``update_freq``, ``nproc``, ``settings_match_recipe`` and ``recipe_differences``. A run whose
+``settings_match_recipe`` is false is marked :data:`OFF_RECIPE` in the table, with a footnote.
 
 Seeds
 -----
@@ -231,6 +235,21 @@ def unfinished_state(run_dir):
     return f"training or stopped (no train.done{where})"
 
 
+OFF_RECIPE = "†"
+
+
+def recipe_note(result):
+    """How a run departs from its row's recipe, in words, or None: the row scripts record
+    ``settings_match_recipe`` and ``recipe_differences`` (e.g. ``MAX_UPDATE=60 (recipe: 600)``) in
+    results.json; a results.json without them is taken as the recipe."""
+    if result.get("settings_match_recipe") is not False:
+        return None
+    differences = result.get("recipe_differences")
+    if isinstance(differences, list) and differences:
+        return "; ".join(map(str, differences))
+    return "settings differ from the recipe"
+
+
 @dataclasses.dataclass
 class Run:
     """One finished run: its results.json and seed."""
@@ -308,7 +327,7 @@ class RowGroup:
             "mean": self.mean, "std": self.std, "ci95_of_mean": list(ci) if ci else None,
             "seeds": [{"seed": run.seed, "bleu": run.result["bleu_main"], "bleu_all": run.result["bleu"],
                        "updates": run.result["updates"], "wall_time_s": run.result["wall_time_s"],
-                       "results": run.path} for run in self.runs],
+                       "off_recipe": recipe_note(run.result), "results": run.path} for run in self.runs],
             "unfinished": [dataclasses.asdict(u) for u in self.unfinished],
             "missing_seeds": self.missing_seeds,
         }
@@ -335,6 +354,9 @@ def collect_runs(paths, warn=None):
         if paper is not None and result["paper_bleu"] is not None and abs(result["paper_bleu"] - paper.value) > 1e-6:
             warn(f"warning: {path}: paper_bleu {result['paper_bleu']} differs from PAPER_BLEU {paper.value}; "
                  "the table uses PAPER_BLEU")
+        if recipe_note(result) is not None:
+            warn(f"warning: {path}: not the recipe of row '{key[0]}': {recipe_note(result)}; "
+                 f"marked {OFF_RECIPE} in the table, not reported as the row")
         groups.setdefault(key, RowGroup(*key)).runs.append(run)
     for group in groups.values():
         group.runs.sort(key=lambda r: (r.seed is None, r.seed or 0))
@@ -410,6 +432,8 @@ def _cell(group, paper_value, approx):
     text = _measured_text(group)
     if text is not None:
         cell = cell.replace(f"{measured:.2f}", text, 1)
+    if group is not None and any(recipe_note(run.result) is not None for run in group.runs):
+        cell += " " + OFF_RECIPE
     return cell
 
 
@@ -543,6 +567,9 @@ def main_table_section(table):
             result = group.runs[0].result if group and group.runs else None
             paper_value, approx = _paper_for((row, dataset), result)
             cells.append(_cell(group, paper_value, approx))
+            section.items += [f"{OFF_RECIPE} {row} on {dataset}, seed {_seed_text(run.seed)}: not the row's recipe: "
+                              f"{recipe_note(run.result)}" for run in (group.runs if group else ())
+                              if recipe_note(run.result) is not None]
         section.rows.append([ROWS[row]] + cells)
     return section
 
