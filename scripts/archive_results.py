@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Copy the evidence of finished runs into the repository, small enough to commit.
+
+Usage: python scripts/archive_results.py SRC DEST   (e.g. checkpoints/multi30k results/multi30k)
+
+Checkpoints live in the ignored ``checkpoints/`` and are lost with the machine; the README's
+tables must stay reproducible from files that exist. For every run directory under SRC with a
+``results.json``, this copies to the same relative place under DEST: ``results.json``,
+``scores.json``, the sorted hypotheses and references ``pn-results`` compares
+(``test.*.txt``), ``train.done`` / ``train.cmd``, and the JSON records of ``train.log``
+(training and validation lines, no model dumps). ``pn-results DEST`` and ``pn-plot`` then work
+on DEST as on SRC. Files are written through a temporary name, then renamed.
+"""
+import pathlib
+import shutil
+import sys
+
+KEEP = ("results.json", "scores.json", "train.done", "train.cmd")
+
+
+def copy(src: pathlib.Path, dst: pathlib.Path, text: str = None):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    if text is None:
+        shutil.copyfile(src, tmp)
+    else:
+        tmp.write_text(text)
+    tmp.replace(dst)
+
+
+def main(argv):
+    if len(argv) != 2:
+        sys.exit("usage: archive_results.py SRC DEST")
+    src, dest = map(pathlib.Path, argv)
+    if not src.is_dir():
+        sys.exit(f"archive_results: error: no directory {src}")
+    runs = sorted(p.parent for p in src.rglob("results.json"))
+    for run in runs:
+        out = dest / run.relative_to(src)
+        for f in [run / k for k in KEEP] + sorted(run.glob("test.*.txt")):
+            if f.is_file():
+                copy(f, out / f.name)
+        log = run / "train.log"
+        if log.is_file():
+            records = [line for line in log.read_text(errors="replace").splitlines()
+                       if "| train_inner |" in line or "| train |" in line or "| valid |" in line]
+            copy(log, out / "train.log", "\n".join(records) + "\n")
+    print(f"archive_results: {len(runs)} run(s) from {src} -> {dest}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

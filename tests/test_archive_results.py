@@ -1,0 +1,24 @@
+"""scripts/archive_results.py: the committed copy of finished runs holds what pn-results reads."""
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_archive_keeps_results_texts_and_log_records_only(tmp_path):
+    run = tmp_path / "src" / "pn" / "seed2"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text('{"row": "pn"}\n')
+    (run / "test.hyp.txt").write_text("a b\n")
+    (run / "test.ref.txt").write_text("a c\n")
+    (run / "checkpoint_last.pt").write_bytes(b"x" * 100)
+    (run / "train.log").write_text("2026 | INFO | fairseq | model dump\n"
+                                   '2026 | INFO | train_inner | {"loss": "5"}\n2026 | INFO | valid | {"loss": "4"}\n')
+    (tmp_path / "src" / "bn" / "seed1").mkdir(parents=True)  # unfinished: no results.json
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "archive_results.py"), tmp_path / "src", tmp_path / "dst"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "1 run(s)" in proc.stdout, proc.stderr
+    out = tmp_path / "dst" / "pn" / "seed2"
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "test.hyp.txt", "test.ref.txt", "train.log"]
+    assert (out / "train.log").read_text().count("\n") == 2 and "model dump" not in (out / "train.log").read_text()
+    assert not (tmp_path / "dst" / "bn").exists()
