@@ -195,7 +195,9 @@ EOF
       || die "building fairseq-fixed failed (pip's message above): it needs a C++ compiler"
   fi
   log "pn_fairseq (editable) and its requirements"
-  "${pip[@]}" --no-build-isolation -e "$REPO[test]" \
+  # --use-pep517: without it an older pip installs a project with no pyproject.toml through
+  # `setup.py develop`, which starts a pip of its own that knows nothing of --no-index.
+  "${pip[@]}" --no-build-isolation --use-pep517 -e "$REPO[test]" \
     || die "installing pn_fairseq from $wh failed: a requirement above is missing from the wheelhouse (remake it without --have, or with a shorter --have list)"
   "$vpy" -c "import fairseq, pn_fairseq, torch" || die "the installed packages do not import (message above)"
   touch "$venv/.pn_fairseq_installed"  # make install's stamp: the other make targets use this venv as is

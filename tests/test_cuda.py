@@ -89,7 +89,7 @@ def test_norm_float32_on_device_matches_float64_on_cpu(name, options):
 TINY = ["--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
         "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
         "--encoder-attention-heads", "4", "--decoder-attention-heads", "4", "--share-all-embeddings"]
-UPDATES = 4
+UPDATES = 20  # enough for peaked output distributions: beam search meets no near-ties in the fold test
 
 
 def train_command(data_bin, save_dir, arch, mode):

@@ -31,7 +31,11 @@ def size_updates(ctx: Context, processes: int) -> tuple:
     per_process = statistics.median(speeds) * min(1.0, c_parallel / processes)
     seconds = ctx.budget_s - ctx.elapsed() - EVAL_RESERVE_S
     updates = int(max(0.0, seconds) * per_process) // 100 * 100
-    updates = max(MIN_UPDATES, min(MAX_UPDATES, updates))
+    if updates < MIN_UPDATES:
+        raise StageFailed(f"{ctx.elapsed():.0f} s of the {ctx.budget_s:.0f} s budget are gone: {max(0.0, seconds):.0f} s "
+                          f"left to train at {per_process:.1f} updates/s allow fewer than {MIN_UPDATES} updates; "
+                          f"run stage e alone: --stages e (--e-updates N to fix its size)")
+    updates = min(MAX_UPDATES, updates)
     return updates, (f"{seconds:.0f} s left for training x {per_process:.1f} updates/s per process "
                      f"(stage c: {statistics.median(speeds):.1f} with {c_parallel} processes)")
 
