@@ -8,7 +8,7 @@ Layouts:
 * ``figure4`` (Fig. 4): Pre-LN against Post-LN and RAdam, BLEU and loss;
 * ``runs``: BLEU and loss, one line per run, whatever the runs are.
 
-A run's row is the last component of its label or path that names a row of :data:`ROWS`
+A run's row is the last component of its path (else of its label) that names a row of :data:`ROWS`
 (``checkpoints/multi30k-preln/postln-warmup4k/seed2`` -> ``postln-warmup4k``); the component
 before it (the configs directory, e.g. ``multi30k-preln``) keeps datasets apart in the report.
 The numbers: :mod:`pn_fairseq.epoch_scores` (the run's train.log).
@@ -18,7 +18,7 @@ import re
 
 from matplotlib.figure import Figure
 
-from pn_fairseq.epoch_scores import EpochScoresError, epoch_scores
+from pn_fairseq.epoch_scores import EpochScoresError, epoch_scores, require_bleu
 
 from . import AnalysisError
 
@@ -70,8 +70,6 @@ def row_and_group(label, path):
 
 def collect(runs, need_bleu=True):
     """``runs``: ``[(label, path)]`` -> ``[{"label", "path", "row", "group", "scores"}]``."""
-    from pn_fairseq.epoch_scores import require_bleu
-
     out = []
     for label, path in runs:
         try:
