@@ -18,7 +18,7 @@ import os
 import re
 
 from pn_dataprep.atomic import atomic_output
-from pn_fairseq.figures import bleu_axis, styles
+from pn_fairseq.figures import bleu_axis, row_color, styles
 
 _SIMPLE_VALID_RE = re.compile(r"\| epoch \d+ \| valid on '([^']+)' subset \| (.*)$")
 
@@ -148,8 +148,8 @@ def bleu_figure(per_dataset, title=None):
         for x, entry in enumerate(rows):
             bleus = entry["bleus"]
             offsets = [0.0] if len(bleus) == 1 else [-0.15 + 0.3 * i / (len(bleus) - 1) for i in range(len(bleus))]
-            ax.scatter([x + o for o in offsets], bleus, s=22, color=styles([entry["row"]])[entry["row"]]["color"],
-                       alpha=0.8, zorder=3, label="seed (row's colour)" if x == 0 else None)
+            ax.scatter([x + o for o in offsets], bleus, s=22, color=row_color(entry["row"]),
+                       alpha=0.8, zorder=5, label="seed (row's colour)" if x == 0 else None)
             ci = entry["ci95"]
             if ci is not None:
                 ax.errorbar([x], [entry["mean"]], yerr=[[entry["mean"] - ci[0]], [ci[1] - entry["mean"]]],

@@ -123,5 +123,6 @@ def styles(labels, keys=None):
 def bleu_axis(ax, axis="y"):
     """Start a BLEU axis at 0 (BLEU is never negative; an axis cut above 0 inflates small gaps)."""
     low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
-    high = high if high > 0 else 1.0
+    # matplotlib's margin was 5% of the data's own range; keep the largest value off the frame.
+    high = high * 1.06 if high > 0 else 1.0
     (ax.set_ylim if axis == "y" else ax.set_xlim)(0, high)
