@@ -317,3 +317,19 @@ def test_fully_sharded_backend_is_refused_in_one_line(data_bin):
     task = tasks.setup_task(args)
     with pytest.raises(PNUserError, match="fully_sharded .* use --ddp-backend c10d"):
         task.build_model(args)
+
+
+def test_nonfinite_count_is_reported_even_when_nothing_moved():
+    """Every worker's logging output carries the key (fairseq's fast stat sync all-reduces the
+    keys of each worker's outputs): 0 after a micro-batch that moved nothing (a dummy batch),
+    the number of non-finite buffers otherwise."""
+    model, ledger, norms = _model_with_norms()
+    assert int(ledger.pop_nonfinite()) == 0  # no flags at all
+    ledger.begin_micro_batch(model)
+    model(torch.randn(5, 8)).sum().backward()
+    assert int(ledger.pop_nonfinite()) == 0
+    with torch.no_grad():
+        norms[0].running_psi2[0] = float("inf")  # a statistic that has overflowed stays inf
+        norms[1].running_var[1] = float("nan")
+    model(torch.randn(5, 8)).sum().backward()
+    assert int(ledger.pop_nonfinite()) == 2

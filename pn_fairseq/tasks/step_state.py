@@ -136,11 +136,15 @@ class StepLedger:
 
     def pop_nonfinite(self) -> Optional[torch.Tensor]:
         """A 0-dim tensor counting the running buffers the last micro-batch left non-finite (no
-        host sync; None without batch-statistics norms). Their names stay in ``flags``."""
-        entries = [(path, name, flag) for path, n in zip(self.paths, self.norms) for name, flag in n.pop_finite_flags()]
-        if not entries:
+        host sync), their names kept in ``flags``; None without batch-statistics norms. A
+        micro-batch that moved nothing (a dummy batch) gives 0: fairseq's fast logging sync
+        all-reduces the keys of each worker's outputs, which must be the same on every worker."""
+        if not self.norms:
             return None
+        entries = [(path, name, flag) for path, n in zip(self.paths, self.norms) for name, flag in n.pop_finite_flags()]
         self.flags += entries
+        if not entries:
+            return torch.zeros((), dtype=torch.long, device=self.norms[0].weight.device)
         return (~torch.stack([flag for _, _, flag in entries])).sum()
 
 
