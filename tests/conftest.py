@@ -1,7 +1,6 @@
 """Shared fixtures: seeded inputs with padding, and the repository/shared-data paths."""
 import os
 import pathlib
-import random
 import subprocess
 import sys
 
@@ -40,19 +39,8 @@ def run(tool, *args, env=None):
 @pytest.fixture(scope="session")
 def data_bin(tmp_path_factory):
     """A reversal task over 40 word types, binarized with a joined dictionary: learnable in
-    a few updates, with real padding. Returns the data-bin directory."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = random.Random(0)
-    words = [f"w{i}" for i in range(40)]
-    for split, n in [("train", 300), ("valid", 30), ("test", 12)]:
-        src, tgt = [], []
-        for _ in range(n):
-            s = [rng.choice(words) for _ in range(rng.randint(2, 9))]
-            src.append(" ".join(s))
-            tgt.append(" ".join(w.upper() for w in reversed(s)))
-        (root / f"{split}.de").write_text("\n".join(src) + "\n")
-        (root / f"{split}.en").write_text("\n".join(tgt) + "\n")
-    run("fairseq-preprocess", "--source-lang", "de", "--target-lang", "en", "--joined-dictionary",
-        "--trainpref", root / "train", "--validpref", root / "valid", "--testpref", root / "test",
-        "--destdir", root / "bin", "--workers", "1")
-    return root / "bin"
+    a few updates, with real padding (the same toy data gpu-check's smoke run trains on).
+    Returns the data-bin directory."""
+    from pn_fairseq.gpucheck.stages import smoke_data
+
+    return smoke_data(tmp_path_factory.mktemp("tiny"))
