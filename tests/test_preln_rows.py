@@ -102,15 +102,15 @@ def test_dry_run_prints_the_papers_schedule(configs, row):
     gen = flags(cmds["fairseq-generate"])
     assert (gen["--beam"], gen["--lenpen"]) == (beam, lenpen)
     if multi30k:
-        assert (train["--encoder-layers"], train["--decoder-layers"], train["--encoder-embed-dim"]) == ("6", "6", "256")
+        assert (train["--encoder-layers"], train["--decoder-layers"], train["--encoder-embed-dim"]) == ("3", "3", "256")
     assert flags(cmds["pn_fairseq.cli.row_results"]).get("--paper", "") == paper
     conf = (REPO / "configs" / "preln" / f"{row}.conf").read_text()
     assert "Sec." in conf or "App." in conf  # the source of the values
 
 
 def test_multi30k_depth_override():
-    train = flags(dry_run("multi30k-preln/postln-nowarmup.sh", PRELN_LAYERS="3")["fairseq-train"])
-    assert (train["--encoder-layers"], train["--decoder-layers"]) == ("3", "3")
+    train = flags(dry_run("multi30k-preln/postln-nowarmup.sh", PRELN_LAYERS="6")["fairseq-train"])
+    assert (train["--encoder-layers"], train["--decoder-layers"]) == ("6", "6")
 
 
 @pytest.mark.parametrize("row", list(WMT_ROWS))
