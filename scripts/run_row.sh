@@ -331,7 +331,7 @@ texts_args=()
 [[ $SCORING == wmt ]] && texts_args=(--raw-ref "$RAW_REF" --lang "$TGT")
 
 run "$PYTHON" -m pn_fairseq.cli.row_results write --scores "$SAVE_DIR/scores.json" --row "$ROW" \
-  --dataset "$DATASET" --paper "${PAPER_BLEU:-}" --last-checkpoint "$SAVE_DIR/checkpoint_last.pt" \
+  --dataset "${RESULTS_DATASET:-$DATASET}" --paper "${PAPER_BLEU:-}" --last-checkpoint "$SAVE_DIR/checkpoint_last.pt" \
   --wall-time "$train_time" --checkpoint "$CKPT" --run-dir "$SAVE_DIR" --averaged "$n_avg" \
   "${decoding_args[@]}" --seed "$SEED" --gen-output "$GEN_OUT" "${texts_args[@]}" \
   --train-command="$signature" --max-update="$MAX_UPDATE" --max-epoch="$MAX_EPOCH" \

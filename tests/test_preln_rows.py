@@ -277,3 +277,12 @@ def test_warmup_rsqrt_refuses_zero_warmup():
     i = argv.index("--warmup-updates")
     with pytest.raises(ValueError, match=r"--warmup-updates must be >= 1 \(1 = no warm-up\)"):
         _lrs_of_first_updates(argv[:i + 1] + ["0"] + argv[i + 2:], 1)
+
+
+@pytest.mark.parametrize("configs, dataset", [("preln", "iwslt14"), ("multi30k-preln", "multi30k"),
+                                              ("wmt14-preln", "wmt14")])
+def test_results_name_the_dataset_not_the_config_folder(configs, dataset):
+    """results.json's dataset is the data the rows train on (pn-results validates it), not the
+    config folder's name."""
+    cmds = dry_run(f"{configs}/{rows_of(configs)[0]}.sh")
+    assert flags(cmds["pn_fairseq.cli.row_results"])["--dataset"] == dataset
