@@ -214,24 +214,10 @@ def test_t1_row_in_a_real_run(data_bin, tmp_path):
         assert lr == pytest.approx(1e-3 / math.sqrt(n + 1), rel=1e-5), n  # the log rounds to 6 digits
 
 
-class _Opt:
-    def __init__(self):
-        self.lr = None
-
-    def set_lr(self, lr):
-        self.lr = lr
-
-    def get_lr(self):
-        return self.lr
-
-
 def _epoch_rsqrt(**kw):
-    from fairseq.optim import FairseqOptimizer
+    from test_epoch_step_lr import _Opt  # the recording optimizer of the epoch_step tests
 
-    class Opt(_Opt, FairseqOptimizer):
-        pass
-
-    opt = Opt()
+    opt = _Opt()
     return EpochRsqrtSchedule(OmegaConf.structured(EpochRsqrtConfig(lr=[7e-4], **kw)), opt), opt
 
 
