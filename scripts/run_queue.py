@@ -9,7 +9,8 @@ QUEUE is a text file with one shell command per line, run from the snapshot's ro
 queue (``QUEUE.snapshot``), so that editing the code while the runs go on changes none of them,
 and a later start (after a session stop) continues with the same code. The snapshot shares this
 checkout's ``.venv``, ``data-bin/`` and ``checkpoints/`` (links), and imports its own
-``pn_fairseq`` (PYTHONPATH). Every job runs with one thread (``OMP_NUM_THREADS=1``), ``nice``
+packages (PYTHONPATH: the snapshot's root and ``data-prep/``, where setup.py finds them; the
+venv's editable install would otherwise hand every job this checkout's ``pn_dataprep``). Every job runs with one thread (``OMP_NUM_THREADS=1``), ``nice``
 and ``CPU=1``; row scripts resume an interrupted run from ``checkpoint_last.pt`` and skip a
 finished one, so rerunning the queue is always safe. Progress: one line per start and end;
 ``QUEUE.state.json`` holds each job's status, exit code and wall time; logs in
@@ -28,6 +29,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_PATHS = (".venv", "data-bin", "checkpoints")
+SOURCE_ROOTS = (".", "data-prep")  # setup.py's package directories, relative to the repository
 
 
 def die(msg):
@@ -108,7 +110,8 @@ def main():
     state = State(args.queue.with_name(args.queue.name + ".state.json"), jobs)
     logs = REPO / "runs" / "queue" / args.queue.stem
     logs.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CPU="1", PYTHONPATH=str(snap),
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CPU="1",
+               PYTHONPATH=os.pathsep.join(str((snap / d).resolve()) for d in SOURCE_ROOTS),
                PATH=f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}")
     todo = [(i, c) for i, c in enumerate(jobs) if state.jobs[c].get("status") != "done"]
     print(f"run_queue: {len(todo)} of {len(jobs)} job(s) to run, {args.lanes} at a time, code {snap.name} "

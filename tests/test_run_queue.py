@@ -1,5 +1,6 @@
 """scripts/run_queue.py: jobs from a code snapshot, N at a time, state and logs, safe reruns."""
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -20,20 +21,28 @@ def test_queue_runs_each_job_once_from_a_snapshot_with_one_thread(tmp_path):
         "# a comment line\n"
         f"test -f scripts/run_row.sh && echo $OMP_NUM_THREADS $CPU > {marks}/a && pwd >> {marks}/a\n"
         f"echo b >> {marks}/b\n"
+        # run from /: only PYTHONPATH can point at the snapshot's packages, not the working directory
+        f"cd / && {sys.executable} -c 'import importlib.util as u; print(u.find_spec(\"pn_dataprep\").origin, "
+        f"u.find_spec(\"pn_fairseq\").origin)' > {marks}/c\n"
         "exit 3  # a failing job\n")
     proc = run(queue, "--lanes", 2)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     state = json.loads((tmp_path / "q.txt.state.json").read_text())
-    assert [v["status"] for v in state.values()] == ["done", "done", "failed"]
-    assert list(state.values())[2]["rc"] == 3
+    assert [v["status"] for v in state.values()] == ["done", "done", "done", "failed"]
+    assert list(state.values())[3]["rc"] == 3
     threads, cpu, cwd = (marks / "a").read_text().split()
     sha = (tmp_path / "q.txt.snapshot").read_text().strip()
     assert (threads, cpu) == ("1", "1") and cwd.endswith(sha[:12])  # ran inside the snapshot
+    snap = REPO / "runs" / "snapshots" / sha[:12]
+    # the venv's editable install maps both packages to this checkout: the jobs must not see it
+    found = [pathlib.Path(p).resolve() for p in (marks / "c").read_text().split()]
+    assert found == [(snap / "data-prep" / "pn_dataprep" / "__init__.py").resolve(),
+                     (snap / "pn_fairseq" / "__init__.py").resolve()]
     assert "FAILED (exit 3)" in proc.stdout
     # a second start runs only what is not done
     proc = run(queue)
     assert (marks / "b").read_text() == "b\n"
-    assert "1 of 3 job(s) to run" in proc.stdout
+    assert "1 of 4 job(s) to run" in proc.stdout
 
 
 def test_queue_errors_are_one_line(tmp_path):
