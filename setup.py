@@ -1,5 +1,6 @@
 """pn_fairseq: PowerNorm / BatchNorm / Pre-LN transformers as a fairseq --user-dir plugin,
-plus pn_dataprep, the data-preparation helpers (python -m pn_dataprep; no torch, no fairseq).
+plus pn_dataprep, the data-preparation helpers (python -m pn_dataprep; no torch, no fairseq),
+and pn_common, the atomic file writer both use.
 
 fairseq itself is *not* listed in install_requires: the only build that imports on
 Python 3.11 (fairseq-fixed 0.12.3.1) declares torchaudio, which does not load with
@@ -27,9 +28,10 @@ setup(
     version="0.1.0",
     description="PowerNorm, BatchNorm and Pre-LN transformers for fairseq (--user-dir plugin)",
     python_requires=">=3.9",
-    # Two packages: the plugin (and the console tools' library) at the top level, and the
-    # data-prep helpers, whose source sits in data-prep/ next to the scripts that call them.
-    packages=find_packages(include=["pn_fairseq", "pn_fairseq.*"])
+    # Three packages: the plugin (and the console tools' library) and pn_common (what the plugin
+    # and data preparation share) at the top level, and the data-prep helpers, whose source sits
+    # in data-prep/ next to the scripts that call them.
+    packages=find_packages(include=["pn_fairseq", "pn_fairseq.*", "pn_common"])
     + find_packages("data-prep", include=["pn_dataprep", "pn_dataprep.*"]),
     package_dir={"pn_dataprep": "data-prep/pn_dataprep"},
     # The fused norms' C source, compiled on first use (pn_fairseq/norms/kernels/__init__.py).

@@ -2,7 +2,7 @@
 by pn-fold, against a preln checkpoint of the same size.
 
 Issue 11's target: folded pn decodes at least as fast as preln. The pn checkpoint is folded
-here (pn_fairseq/fold.py) into the work directory; the three models then decode the same
+here (pn_fairseq/checkpoints/fold.py) into the work directory; the three models then decode the same
 batches of the same sentences in one process, interleaved over rounds (odd rounds in reverse
 order), and each reports its fastest round (on a shared machine the best round is the stable
 statistic, as in bench_norms.py).
@@ -185,7 +185,7 @@ def main():
     import pn_fairseq  # noqa: F401  (registers the model; lets torch load fairseq checkpoints)
     from fairseq import tasks
     from pn_fairseq.cli import quiet_library_logging
-    from pn_fairseq.fold import FoldError, fold_checkpoint_file
+    from pn_fairseq.checkpoints.fold import FoldError, fold_checkpoint_file
 
     quiet_library_logging()
     if a.threads:

@@ -19,8 +19,9 @@ elif [[ -x $REPO_ROOT/.venv/bin/python ]]; then
 else
     PY="$(command -v python || command -v python3 || echo python)"
 fi
-# The helpers (data-prep/pn_dataprep) of this checkout, installed or not.
-export PYTHONPATH="$PREP_DIR${PYTHONPATH:+:$PYTHONPATH}"
+# The helpers (data-prep/pn_dataprep) of this checkout and the pn_common they write through
+# (the repository root), installed or not.
+export PYTHONPATH="$PREP_DIR:$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 1)}"
 CHECK_SIZES="${CHECK_SIZES:-1}"
 # subword-nmt's learn_bpe shows a tqdm bar; outside a terminal, one line every 10 s is enough.

@@ -1,14 +1,15 @@
 """pn_fairseq: normalization schemes for fairseq Transformers (``--user-dir pn_fairseq``).
 
 Importing the package registers the ``transformer_pn`` model, its architectures, the
-``translation_pn`` task and the plugin's LR scheduler; allow-lists the classes fairseq
-checkpoints contain so that torch >= 2.6 loads them with ``weights_only=True``; makes
-fairseq's checkpoint copies atomic; and, inside ``fairseq-*`` commands, reports bad input
-in one line and refuses torchrun launches that would train independent copies.
+``translation_pn`` task and the plugin's optimizer and LR schedulers; allow-lists the classes
+fairseq checkpoints contain so that torch >= 2.6 loads them with ``weights_only=True``; makes
+fairseq's checkpoint copies atomic; and, inside ``fairseq-*`` commands, reports bad input in one
+line, refuses torchrun launches that would train independent copies and lists the plugin's
+flags under ``--help``. The layering of the packages: README, "Layout".
 """
-from .errors import install_cli_excepthook
-from .launch_check import check_launch, check_restore_file
-from .serialization import allow_fairseq_checkpoint_globals, make_fairseq_checkpoint_copies_atomic
+from .hooks.errors import install_cli_excepthook
+from .hooks.launch_check import check_launch, check_restore_file
+from .checkpoints.serialization import allow_fairseq_checkpoint_globals, make_fairseq_checkpoint_copies_atomic
 
 install_cli_excepthook()
 check_launch()
@@ -18,6 +19,7 @@ make_fairseq_checkpoint_copies_atomic()
 
 from . import models, optim, tasks  # noqa: E402,F401
 
-from .help import register_help_hook  # noqa: E402
+from .hooks.help import register_help_hook  # noqa: E402
+from .models.help_text import plugin_help_text  # noqa: E402
 
-register_help_hook()
+register_help_hook(plugin_help_text)

@@ -12,9 +12,10 @@ Each module mirrors one tool of the fairseq/Moses recipes with pip-installable p
 - :mod:`.checks`: checksums, expected split sizes, ``prep.json``
 - :mod:`.fetch`: downloads
 - :mod:`.synthetic`: the seeded German-like/English-like demo corpus
-- :mod:`.textio`, :mod:`.atomic`: line files, parallel line maps, atomic outputs
+- :mod:`.textio`: line files, parallel line maps (written through :mod:`pn_common.atomic`)
 
 The scripts run them as ``python -m pn_dataprep <command>`` (:mod:`.cli`). The package is
 separate from the ``pn_fairseq`` plugin and imports neither torch nor fairseq, so each call
-starts in a fraction of a second; ``pn_fairseq``'s console tools share :mod:`.atomic`.
+starts in a fraction of a second. It imports nothing of ``pn_fairseq`` (nor the other way round);
+both write files through the bottom-layer :mod:`pn_common.atomic`.
 """

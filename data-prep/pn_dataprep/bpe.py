@@ -6,7 +6,7 @@ import shutil
 from subword_nmt.apply_bpe import BPE
 from subword_nmt.learn_bpe import learn_bpe
 
-from .atomic import atomic_text_file
+from pn_common.atomic import atomic_text_file
 from .textio import DataPrepError, log, map_lines, read_lines, write_lines
 
 

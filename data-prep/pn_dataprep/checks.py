@@ -13,7 +13,7 @@ import os
 import platform
 import struct
 
-from .atomic import write_text_atomic
+from pn_common.atomic import write_text_atomic
 from .bpe import count_merges
 from .textio import DataPrepError, count_lines, log
 

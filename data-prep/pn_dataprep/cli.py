@@ -8,7 +8,7 @@ import sys
 
 from . import bpe, checks, extract, fetch, moses, synthetic
 from .clean import CleanStats, clean_pairs, zip_strict
-from .atomic import atomic_text_file
+from pn_common.atomic import atomic_text_file
 from .textio import DataPrepError, Progress, log, map_lines, read_lines, write_lines
 
 

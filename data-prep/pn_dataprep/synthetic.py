@@ -22,7 +22,7 @@ import itertools
 import os
 import random
 
-from .atomic import atomic_text_file
+from pn_common.atomic import atomic_text_file
 from .textio import log
 
 DEFAULT_SIZES = {"train": 20_000, "valid": 500, "test": 500}

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from .atomic import atomic_text_file
+from pn_common.atomic import atomic_text_file
 
 LOG_PREFIX_ENV = "PREP_LOG_PREFIX"
 

@@ -123,7 +123,7 @@ def collect(dataset, runs, total_tokens):
     Returns ``{"dataset", "total_tokens", "rows": {row: [{"micro_tokens", "update_freq",
     "run_dir", "bleu", "updates"}]}}``.
     """
-    from pn_fairseq.results import ResultsError, load_result
+    from pn_fairseq.evaluation.results import ResultsError, load_result
 
     result = {"dataset": dataset, "total_tokens": total_tokens, "rows": {}}
     for run in runs:

@@ -15,7 +15,7 @@ THRESHOLD = 0.1
 def load_embedding(path):
     """The embedding matrix ``V x d`` of a fairseq checkpoint (the encoder's, shared or not;
     the decoder's when the model has no encoder embedding), as a float64 tensor."""
-    from pn_fairseq.checkpoints import CheckpointError, load_checkpoint
+    from pn_fairseq.checkpoints.files import CheckpointError, load_checkpoint
 
     try:
         model = load_checkpoint(path)["model"]

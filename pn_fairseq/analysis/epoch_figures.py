@@ -11,21 +11,17 @@ Layouts:
 A run's row is the last component of its path (else of its label) that names a row of :data:`ROWS`
 (``checkpoints/multi30k-preln/postln-warmup4k/seed2`` -> ``postln-warmup4k``); the component
 before it (the configs directory, e.g. ``multi30k-preln``) keeps datasets apart in the report.
-The numbers: :mod:`pn_fairseq.epoch_scores` (the run's train.log).
+The numbers: :mod:`pn_fairseq.analysis.epoch_scores` (the run's train.log).
 """
 import os
 import re
 
 from matplotlib.figure import Figure
 
-from pn_fairseq.epoch_scores import EpochScoresError, epoch_scores, require_bleu
+from pn_fairseq.evaluation.figures import bleu_axis, row_color
 
 from . import AnalysisError
-
-try:  # the project's palette, one colour per row (another module; optional here)
-    from pn_fairseq.figures import bleu_axis, row_color
-except ImportError:  # pragma: no cover - only before pn_fairseq/figures.py exists
-    row_color = bleu_axis = None
+from .epoch_scores import EpochScoresError, epoch_scores, require_bleu
 
 # row -> (norm, optimizer, lr_max, schedule, palette row, layouts). The schedule names the
 # paper's update counts; the Multi30k rows scale them (configs/multi30k-preln/common.conf).
@@ -139,13 +135,13 @@ def plot(spec, title):
     for panel in spec["panels"]:
         ax = axes[panel["pos"]]
         for i, line in enumerate(panel["lines"]):
-            color = row_color(line["color_key"]) if row_color else f"C{i % 10}"
+            color = row_color(line["color_key"])
             ax.plot(line["epochs"], line["values"], color=color, ls=line["style"], marker="o", ms=3, label=line["label"])
         ax.set_title(panel["title"], fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("BLEU" if panel["metric"] == "bleu" else "loss (bits/token)")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        if panel["metric"] == "bleu" and bleu_axis:
+        if panel["metric"] == "bleu":
             bleu_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, handlelength=3.5)

@@ -7,7 +7,7 @@ import json
 import math
 import sys
 
-from pn_dataprep.atomic import atomic_output, write_text_atomic
+from pn_common.atomic import atomic_output, write_text_atomic
 
 
 def _finite(value):

@@ -1,7 +1,7 @@
 """Figures of the analyses: each ``plot_*`` takes what the computing module returned and
 returns a matplotlib ``Figure`` (no pyplot, so no display and no global state).
 
-Colours come from :mod:`pn_fairseq.figures`: a run's colour is its row's in every figure
+Colours come from :mod:`pn_fairseq.evaluation.figures`: a run's colour is its row's in every figure
 (not its position in the list), and BLEU axes start at 0.
 """
 import math
@@ -10,7 +10,7 @@ import textwrap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from pn_fairseq.figures import bleu_axis, shade, styles
+from pn_fairseq.evaluation.figures import bleu_axis, shade, styles
 
 from .norm_stats import STATS, layer_order
 

@@ -38,7 +38,7 @@ def _walk(root):
 def gather(root, exclude=()):
     """What ``root`` holds: ``{"results": [...], "logs": [(label, path)], "figures": [path],
     "warnings": [str]}``; ``exclude``: absolute paths to leave out (the page's own figure)."""
-    from pn_fairseq.results import ResultsError, load_result
+    from pn_fairseq.evaluation.results import ResultsError, load_result
 
     if not os.path.isdir(root):
         raise AnalysisError(f"{root}: no such directory")
@@ -71,11 +71,11 @@ def seeds_and_significance(root, warnings):
     table (when a row has several seeds or lacks some) and the paired bootstrap of every row
     against preln (when the dataset has preln and the runs kept their texts).
 
-    Returns ``([pn_fairseq.results.Section], {dataset: compare_dataset report})``; a problem that
+    Returns ``([pn_fairseq.evaluation.results.Section], {dataset: compare_dataset report})``; a problem that
     stops them (e.g. two results for one seed) is appended to ``warnings`` instead.
     """
-    from pn_fairseq import results, significance
-    from pn_fairseq.scoring import ScoringError
+    from pn_fairseq.evaluation import results, significance
+    from pn_fairseq.evaluation.scoring import ScoringError
 
     try:
         table, _ = results.collect_runs([root], warn=warnings.append)
@@ -154,7 +154,7 @@ table.sections td:first-child { text-align: left; } table.sections td:last-child
 
 
 def _section_html(section):
-    """A :class:`pn_fairseq.results.Section` as HTML: the cells pn-results prints, escaped."""
+    """A :class:`pn_fairseq.evaluation.results.Section` as HTML: the cells pn-results prints, escaped."""
     parts = [f"<h3>{html.escape(section.title)}</h3>"] if section.title else []
     if section.header:
         parts.append('<table class="sections"><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in section.header)

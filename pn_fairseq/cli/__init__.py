@@ -2,10 +2,9 @@
 row scripts' ``python -m pn_fairseq.cli.row_results``.
 
 Each module here only parses arguments, sets up logging and turns errors into exit codes;
-the work is done by the library modules beside this package: :mod:`pn_fairseq.checkpoints`,
-:mod:`pn_fairseq.scoring`, :mod:`pn_fairseq.results`, :mod:`pn_fairseq.significance`,
-:mod:`pn_fairseq.curves`. Every output
-file is written through :func:`pn_dataprep.atomic.atomic_output`, so an interrupted run never
+the work is done by the packages below it: :mod:`pn_fairseq.checkpoints`,
+:mod:`pn_fairseq.evaluation`, :mod:`pn_fairseq.analysis`. Every output
+file is written through :func:`pn_common.atomic.atomic_output`, so an interrupted run never
 leaves a truncated checkpoint, JSON or PNG where a later step would pick it up.
 """
 import logging

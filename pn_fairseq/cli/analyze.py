@@ -182,7 +182,7 @@ def cmd_batch_sweep(args, report):
 def cmd_epochs(args, report):
     from pn_fairseq.analysis import epoch_figures
     from pn_fairseq.analysis.logs import run_labels
-    from pn_fairseq.epoch_scores import format_table
+    from pn_fairseq.analysis.epoch_scores import format_table
 
     runs = epoch_figures.collect(run_labels(args.runs))
     for run in runs:

@@ -1,13 +1,13 @@
 """``pn-average-checkpoints``: average the weights of several fairseq checkpoints.
 
 Command-line compatible with fairseq's ``scripts/average_checkpoints.py`` (which the pip
-package does not ship); what is averaged and what is copied: :mod:`pn_fairseq.checkpoints`.
+package does not ship); what is averaged and what is copied: :mod:`pn_fairseq.checkpoints.files`.
 """
 import argparse
 import os
 import sys
 
-from pn_fairseq.checkpoints import CheckpointError, average_checkpoints, last_n_checkpoints, save_checkpoint
+from pn_fairseq.checkpoints.files import CheckpointError, average_checkpoints, last_n_checkpoints, save_checkpoint
 from pn_fairseq.cli import quiet_library_logging
 
 COUNTER_NOTE = (

@@ -1,15 +1,15 @@
 """``pn-fold CKPT --output CKPT2``: fold the encoder's eval-mode BN / PN-V / PN into the
 linear layers they feed, for faster decoding with the same hypotheses.
 
-What is folded and why the rest is not: :mod:`pn_fairseq.fold`.
+What is folded and why the rest is not: :mod:`pn_fairseq.checkpoints.fold`.
 """
 import argparse
 import os
 import sys
 
-from pn_fairseq.checkpoints import CheckpointError
+from pn_fairseq.checkpoints.files import CheckpointError
 from pn_fairseq.cli import quiet_library_logging
-from pn_fairseq.fold import FoldError, fold_checkpoint_file
+from pn_fairseq.checkpoints.fold import FoldError, fold_checkpoint_file
 
 
 def build_parser():

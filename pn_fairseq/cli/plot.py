@@ -1,8 +1,8 @@
 """``pn-plot``: validation curves (e.g. valid loss against updates) of several runs, or
 (``--bleu``) BLEU per row with each seed as a point and the mean with its 95% interval.
 
-Reads each run's ``train.log`` (fairseq's json or simple log format): :mod:`pn_fairseq.curves`;
-``--bleu`` reads results.json files as ``pn-results`` does (:mod:`pn_fairseq.results`).
+Reads each run's ``train.log`` (fairseq's json or simple log format): :mod:`pn_fairseq.evaluation.curves`;
+``--bleu`` reads results.json files as ``pn-results`` does (:mod:`pn_fairseq.evaluation.results`).
 """
 import argparse
 import json
@@ -10,8 +10,8 @@ import os
 import sys
 
 from pn_fairseq.cli import quiet_library_logging
-from pn_fairseq.curves import LogError, parse_validation_log, plot_bleu_per_row, plot_runs, run_log_path
-from pn_fairseq.results import ResultsError, bleu_per_row, collect
+from pn_fairseq.evaluation.curves import LogError, parse_validation_log, plot_bleu_per_row, plot_runs, run_log_path
+from pn_fairseq.evaluation.results import ResultsError, bleu_per_row, collect
 
 
 def _name_dir(text):
@@ -64,7 +64,7 @@ def main(argv=None):
             log = run_log_path(directory, name)
             curves[name] = points = parse_validation_log(log, args.metric, args.subset)
             # The line's colour: the run's row (results.json, else the name, else the path), as
-            # in every other figure (pn_fairseq.figures).
+            # in every other figure (pn_fairseq.evaluation.figures).
             rows[name] = [r for r in (_recorded_row(directory), name, directory) if r]
             print(f"{name}: {len(points)} validations from {log}; last {points[-1][1]:g} "
                   f"at update {points[-1][0]}, min {min(v for _, v in points):g}")

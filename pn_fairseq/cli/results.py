@@ -4,18 +4,18 @@ Runs of the same row and dataset (one per seed) are grouped into mean, standard 
 seed count; every row is compared with the baseline row (``--baseline``, default ``preln``
 where a dataset has it) by sacrebleu's paired bootstrap.
 
-The ``results.json`` contract, collection, seeds and rendering: :mod:`pn_fairseq.results`;
-the significance tests: :mod:`pn_fairseq.significance`.
+The ``results.json`` contract, collection, seeds and rendering: :mod:`pn_fairseq.evaluation.results`;
+the significance tests: :mod:`pn_fairseq.evaluation.significance`.
 """
 import argparse
 import json
 import sys
 
-from pn_dataprep.atomic import write_text_atomic
-from pn_fairseq import significance
+from pn_common.atomic import write_text_atomic
+from pn_fairseq.evaluation import significance
 from pn_fairseq.cli import quiet_library_logging
-from pn_fairseq.results import ROWS, ResultsError, collect_runs, render_table, summary_json
-from pn_fairseq.scoring import ScoringError
+from pn_fairseq.evaluation.results import ROWS, ResultsError, collect_runs, render_table, summary_json
+from pn_fairseq.evaluation.scoring import ScoringError
 
 
 def build_parser():

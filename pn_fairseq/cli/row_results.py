@@ -3,14 +3,14 @@
 * ``count-test DATA SRC TGT``: number of sentences in the binarized test split (so that
   ``pn-score --expected-sentences`` notices any sentence fairseq-generate dropped).
 * ``write``: merge ``pn-score --json`` output with the run's metadata into
-  ``results.json`` (schema: :mod:`pn_fairseq.results`), atomically; with ``--gen-output``
+  ``results.json`` (schema: :mod:`pn_fairseq.evaluation.results`), atomically; with ``--gen-output``
   first write the sorted hypotheses and references beside it (``test.hyp.txt``,
   ``test.ref.txt``; with ``--raw-ref`` also ``test.hyp.detok.txt``, ``test.ref.raw.txt``),
-  the texts :mod:`pn_fairseq.significance` compares.
+  the texts :mod:`pn_fairseq.evaluation.significance` compares.
 * ``texts RUN_DIR...``: write those text files for finished runs that lack them, from their
   ``generate-test.txt`` (runs made before the files existed).
 * ``check-run --save-dir DIR [decoding settings] -- fairseq-train ...``: whether the run
-  directory's training and results can be reused for this command (:mod:`pn_fairseq.row_state`);
+  directory's training and results can be reused for this command (:mod:`pn_fairseq.evaluation.row_state`);
   prints ``ACTION<TAB>why`` (``reuse``, ``decode``, ``train``), or exits 3 with the one line
   that says what differs. Before ``train`` it parses the command as fairseq-train would.
 """
@@ -19,9 +19,9 @@ import argparse
 import json
 import sys
 
-from pn_fairseq import results, row_state, significance
-from pn_fairseq.checkpoints import checkpoint_updates
-from pn_fairseq.scoring import ScoringError, count_split_sentences
+from pn_fairseq.evaluation import results, row_state, significance
+from pn_fairseq.checkpoints.files import checkpoint_updates
+from pn_fairseq.evaluation.scoring import ScoringError, count_split_sentences
 
 
 def write_results(args):

@@ -1,6 +1,6 @@
 """``pn-score``: BLEU of a fairseq-generate output file, as the papers report it.
 
-See :mod:`pn_fairseq.scoring` for the two schemes. Exits with status 1 when fairseq's
+See :mod:`pn_fairseq.evaluation.scoring` for the two schemes. Exits with status 1 when fairseq's
 printed BLEU, its recomputation and sacrebleu ``tokenize='none'`` disagree by more than
 0.01 (the recipe requires them to agree), unless ``--allow-mismatch`` is given, and when
 test sentences are missing from the output (fairseq-generate drops a short last batch
@@ -11,8 +11,8 @@ import argparse
 import json
 import sys
 
-from pn_dataprep.atomic import write_text_atomic
-from pn_fairseq import scoring
+from pn_common.atomic import write_text_atomic
+from pn_fairseq.evaluation import scoring
 from pn_fairseq.cli import quiet_library_logging
 
 

@@ -14,7 +14,7 @@ from typing import Dict, List
 
 import torch
 
-from pn_fairseq.checkpoints import load_checkpoint
+from pn_fairseq.checkpoints.files import load_checkpoint
 
 OVERFLOW_MARKERS = {"fp16": "gradient overflow detected", "amp": "AMP: overflow detected"}
 COUNTER = "num_batches_tracked"

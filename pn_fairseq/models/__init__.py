@@ -1,2 +1,12 @@
+"""The ``transformer_pn`` model: fairseq's Transformer with every norm chosen by flag.
+
+- :mod:`.transformer_pn`: the model, its encoder and decoder; :mod:`.layers`: the layers;
+- :mod:`.norm_options`: the ``--*-norm`` flags and how they build norms; :mod:`.architectures`:
+  one named architecture per table row; :mod:`.deepnorm`, :mod:`.fixnorm`: those variants;
+- :mod:`.norm_monitor`: running-statistics checks; :mod:`.help_text`: the ``--help`` section.
+
+May import :mod:`pn_fairseq.norms`, :mod:`pn_fairseq.tasks` and :mod:`pn_fairseq.hooks`; never
+checkpoints, evaluation or the tools.
+"""
 from . import transformer_pn  # noqa: F401  (registers the model first)
 from . import architectures  # noqa: F401,E402

@@ -45,7 +45,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from ..errors import PNUserError
+from ..hooks.errors import PNUserError
 
 ENCODER_ALPHA_COEF = 0.81
 ENCODER_BETA_COEF = 0.87

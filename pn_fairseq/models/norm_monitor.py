@@ -18,7 +18,7 @@ from typing import Dict
 import torch
 from fairseq.logging import meters, metrics
 
-from ..errors import NormDivergence  # noqa: F401 (importable from here as before)
+from ..hooks.errors import NormDivergence  # noqa: F401 (importable from here as before)
 from ..norms import NormBase
 from ..tasks.step_state import divergence, first_nonfinite, short_name  # noqa: F401 (short_name: importable here as before)
 

@@ -1,7 +1,7 @@
 """Command-line flags for the norms and their translation into ``build_norm`` calls."""
 import logging
 
-from ..errors import PNUserError
+from ..hooks.errors import PNUserError
 from ..norms import NORM_CHOICES, build_norm
 from ..norms.folded import FOLDED, FoldedNorm
 from .deepnorm import add_deepnorm_args
@@ -107,7 +107,7 @@ def fill_norm_defaults(args):
 def build_side_norm(cfg, side: str, embed_dim: int, heads: int):
     """Build the norm for ``side`` ("encoder" or "decoder") from the flat flags on ``cfg``."""
     name = cfg.norm_type if side == "encoder" else cfg.decoder_norm_type
-    if name == FOLDED:  # only in a config rewritten by pn-fold (pn_fairseq/fold.py), which sets folded_groups
+    if name == FOLDED:  # only in a config rewritten by pn-fold (pn_fairseq/checkpoints/fold.py), which sets folded_groups
         return FoldedNorm(embed_dim, groups=cfg.folded_groups)
     if name == "layer":
         options = {}

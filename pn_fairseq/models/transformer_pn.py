@@ -16,7 +16,7 @@ from fairseq.models.transformer import (
     TransformerModel,
 )
 
-from ..errors import PNUserError, VocabularyMismatch
+from ..hooks.errors import PNUserError, VocabularyMismatch
 from ..norms import NormBase, pad_mask_context
 from ..norms.registry import norm_name_of
 from ..tasks import TranslationPNTask

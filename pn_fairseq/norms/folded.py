@@ -1,7 +1,7 @@
 """What ``pn-fold`` leaves of an eval-mode BN / PN-V / PN: the parameter-free part.
 
 In eval mode those norms are ``y = a * s(x) + c`` per channel, ``s`` being the reference
-variants' group RMS scaling (or the identity); :mod:`pn_fairseq.fold` moves ``a`` and ``c``
+variants' group RMS scaling (or the identity); :mod:`pn_fairseq.checkpoints.fold` moves ``a`` and ``c``
 into the linear layers the norm feeds, and this module computes the remaining ``s``.
 It is not in the ``build_norm`` registry, so ``--norm-type`` does not offer it for
 training: it is built only from a checkpoint config that ``pn-fold`` rewrote
@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import PNUserError
+from ..hooks.errors import PNUserError
 from .validation import check_eps, check_groups
 
 FOLDED = "folded"

@@ -26,7 +26,7 @@ from typing import Dict, Optional
 import torch
 import torch.nn as nn
 
-from ..errors import NormDivergence
+from ..hooks.errors import NormDivergence
 from ..norms import NormBase
 
 _SUBLAYER = {"self_attn_layer_norm": "attn", "encoder_attn_layer_norm": "cross", "final_layer_norm": "ffn"}

@@ -232,7 +232,7 @@ def tokenized_metric():
     """The sacrebleu metric of tokenized BLEU (the ``tokenized`` scheme and WMT14's compound split).
 
     One definition for the row's score and for the paired bootstrap of
-    :mod:`pn_fairseq.significance`, so that the two can never disagree.
+    :mod:`pn_fairseq.evaluation.significance`, so that the two can never disagree.
     """
     return sacrebleu.BLEU(tokenize="none", force=True)
 

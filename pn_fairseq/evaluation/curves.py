@@ -1,6 +1,6 @@
 """Validation curves (e.g. valid loss against updates) of fairseq-train runs: read and drawn;
 and the BLEU-per-row figure (:func:`plot_bleu_per_row`, its numbers from
-:func:`pn_fairseq.results.bleu_per_row`).
+:func:`pn_fairseq.evaluation.results.bleu_per_row`).
 
 The library of ``pn-plot`` (:mod:`pn_fairseq.cli.plot`).
 
@@ -17,8 +17,8 @@ import json
 import os
 import re
 
-from pn_dataprep.atomic import atomic_output
-from pn_fairseq.figures import bleu_axis, row_color, styles
+from pn_common.atomic import atomic_output
+from pn_fairseq.evaluation.figures import bleu_axis, row_color, styles
 
 _SIMPLE_VALID_RE = re.compile(r"\| epoch \d+ \| valid on '([^']+)' subset \| (.*)$")
 
@@ -96,7 +96,7 @@ def _save(fig, output):
 def runs_figure(curves, metric, title=None, rows=None):
     """The figure of ``curves`` ({name: [(updates, value), ...]}), each run in its row's colour
     (``rows``: {name: row} where known, else the row is read from the name; see
-    :mod:`pn_fairseq.figures`)."""
+    :mod:`pn_fairseq.evaluation.figures`)."""
     # Figure + Agg canvas directly: no pyplot, so no display backend and no global state.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -130,7 +130,7 @@ def bleu_figure(per_dataset, title=None):
     """BLEU per row, one panel per dataset: each seed a point in its row's colour, the mean a bar
     with its 95% interval; the BLEU axis starts at 0.
 
-    ``per_dataset``: :func:`pn_fairseq.results.bleu_per_row`. With one seed there is no interval
+    ``per_dataset``: :func:`pn_fairseq.evaluation.results.bleu_per_row`. With one seed there is no interval
     (the row shows its single point and the mean bar on it); a row with unfinished or missing
     seeds is labelled ``(partial)``.
     """

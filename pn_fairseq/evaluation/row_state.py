@@ -110,7 +110,7 @@ def trained_position(checkpoint):
     checkpoint costs little."""
     import torch
 
-    from pn_fairseq import serialization
+    from pn_fairseq.checkpoints import serialization
 
     serialization.allow_fairseq_checkpoint_globals()
     state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
@@ -238,8 +238,8 @@ def check_train_args(argv):
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    from pn_fairseq.errors import PNUserError, summarize
-    from pn_fairseq.launch_check import check_launch, check_restore_file
+    from pn_fairseq.hooks.errors import PNUserError, summarize
+    from pn_fairseq.hooks.launch_check import check_launch, check_restore_file
 
     saved, sys.argv = sys.argv, ["fairseq-train"] + list(argv[1:])  # fairseq finds --user-dir in sys.argv
     err = io.StringIO()

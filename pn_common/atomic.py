@@ -1,9 +1,8 @@
 """Atomic file output: a killed or failing writer never leaves a finished-looking file.
 
-One implementation for the whole project: the data-prep helpers write their text files
-through it, and so do the console tools of ``pn_fairseq`` (checkpoints, JSON, markdown,
-PNG). It lives here because this package imports nothing but the standard library at this
-level, whereas ``import pn_fairseq`` registers fairseq models (torch, fairseq).
+One implementation for the whole project: the data-prep helpers (``pn_dataprep``) write their
+text files through it, and so do the console tools of ``pn_fairseq`` (checkpoints, JSON,
+markdown, PNG).
 """
 import contextlib
 import os

@@ -18,7 +18,7 @@ import argparse
 import shutil
 
 import torch
-from pn_dataprep.atomic import atomic_output
+from pn_common.atomic import atomic_output
 
 
 def _numpy_int64_array_globals():

@@ -44,12 +44,12 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from .checkpoints import load_checkpoint, save_checkpoint
-from .errors import PNUserError
-from .models import norm_options
-from .models.norm_options import BATCH_STAT_NORMS, build_side_norm, fill_norm_defaults
-from .norms import BatchNorm, PowerNorm, PowerNormV
-from .norms.folded import FOLDED
+from .files import load_checkpoint, save_checkpoint
+from ..hooks.errors import PNUserError
+from ..models import norm_options
+from ..models.norm_options import BATCH_STAT_NORMS, build_side_norm, fill_norm_defaults
+from ..norms import BatchNorm, PowerNorm, PowerNormV
+from ..norms.folded import FOLDED
 
 PER_TOKEN_NORMS = ("layer", "rms", "scale", "dyt")
 

@@ -21,7 +21,7 @@ Each experiment ("row script") writes one ``results.json`` into its run director
       "sacrebleu_signature": "...", # signature of sacrebleu_detok if set, else of
                                     #   sacrebleu_tok_none; or null
       "paper_bleu": 35.9,           # the paper's number, or null (informational: the
-                                    #   table uses pn_fairseq.scoring.PAPER_BLEU)
+                                    #   table uses pn_fairseq.evaluation.scoring.PAPER_BLEU)
       "updates": 50000,             # optimizer updates of the scored checkpoint(s)
       "wall_time_s": 12345.6,       # training wall time in seconds
       "checkpoint": "checkpoints/pn/checkpoint_avg5.pt",
@@ -31,8 +31,8 @@ Each experiment ("row script") writes one ``results.json`` into its run director
 ``pn-score --json`` writes the ``bleu``, ``bleu_main`` and ``sacrebleu_signature`` entries
 in this form. Extra keys are allowed and ignored; the row scripts add ``seed``,
 ``averaged_checkpoints``, ``beam``, ``lenpen`` and ``texts`` (the names of the sorted
-hypothesis/reference files beside results.json, see :mod:`pn_fairseq.significance`), and what a
-rerun compares (:mod:`pn_fairseq.row_state`): ``train_command``, ``decoding``, ``max_update``,
+hypothesis/reference files beside results.json, see :mod:`pn_fairseq.evaluation.significance`), and what a
+rerun compares (:mod:`pn_fairseq.evaluation.row_state`): ``train_command``, ``decoding``, ``max_update``,
 ``max_epoch`` and the recipe's ``recipe_max_update`` / ``recipe_max_epoch``, ``extra_args``,
 ``update_freq``, ``nproc``, ``settings_match_recipe`` and ``recipe_differences``. A run whose
 ``settings_match_recipe`` is false is marked :data:`OFF_RECIPE` in the table, with a footnote.
@@ -58,9 +58,9 @@ import statistics
 import sys
 from typing import List, Optional
 
-from pn_dataprep.atomic import write_text_atomic
-from pn_fairseq.scoring import PAPER_BLEU
-from pn_fairseq.significance import format_delta, format_interval, format_p
+from pn_common.atomic import write_text_atomic
+from pn_fairseq.evaluation.scoring import PAPER_BLEU
+from pn_fairseq.evaluation.significance import format_delta, format_interval, format_p
 
 RESULTS_SCHEMA_KEYS = (
     "row",
@@ -499,7 +499,7 @@ def seeds_section(groups, dataset):
 
 
 def significance_sections(comparison):
-    """The paired-bootstrap tables of one :func:`pn_fairseq.significance.compare_dataset` report
+    """The paired-bootstrap tables of one :func:`pn_fairseq.evaluation.significance.compare_dataset` report
     (one per BLEU definition with compared rows), then its notes."""
     sections = []
     base = comparison["baseline"]
@@ -540,7 +540,7 @@ def dataset_sections(groups, dataset, comparison):
 def compare_all(table, baseline=None):
     """pn-results' significance tests: ``{dataset: compare_dataset report}``, every row of each
     dataset against ``baseline`` (default: preln where the dataset has it; none without it)."""
-    from pn_fairseq import significance
+    from pn_fairseq.evaluation import significance
 
     comparisons = {}
     for dataset in sorted({d for _, d in table}):
@@ -615,7 +615,7 @@ def report_sections(table, comparisons=None, orphans=()):
 def render_table(table, comparisons=None, orphans=()):
     """The markdown report for :func:`collect`'s mapping (groups of seeds).
 
-    ``comparisons``: {dataset: :func:`pn_fairseq.significance.compare_dataset` report};
+    ``comparisons``: {dataset: :func:`pn_fairseq.evaluation.significance.compare_dataset` report};
     ``orphans``: unfinished runs no row claims (:func:`collect_runs`).
     """
     return render_markdown(report_sections(table, comparisons, orphans))

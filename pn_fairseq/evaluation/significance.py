@@ -26,8 +26,8 @@ resamples of the test sentences with the fixed seed :data:`SEED` (sacrebleu's de
 
 The BLEU definition
 -------------------
-Each comparison uses the metric that scored the row (:func:`pn_fairseq.scoring.tokenized_metric`
-/ :func:`~pn_fairseq.scoring.detokenized_metric`), on the texts the row was scored on, so the
+Each comparison uses the metric that scored the row (:func:`pn_fairseq.evaluation.scoring.tokenized_metric`
+/ :func:`~pn_fairseq.evaluation.scoring.detokenized_metric`), on the texts the row was scored on, so the
 bootstrap's BLEU of every run is the run's reported BLEU (checked: a run whose texts give a
 BLEU more than :data:`BLEU_TOLERANCE` away from its ``results.json`` is not compared):
 
@@ -35,7 +35,7 @@ BLEU more than :data:`BLEU_TOLERANCE` away from its ``results.json`` is not comp
     sacrebleu ``tokenize='none'`` on the tokenized, BPE-removed text: the row's
     ``bleu.sacrebleu_tok_none``, equal to fairseq's BLEU4 (``bleu_main``) to 0.01.
 ``compound_split`` (WMT14, the row's main number)
-    the same metric after :func:`pn_fairseq.scoring.compound_split` of both sides.
+    the same metric after :func:`pn_fairseq.evaluation.scoring.compound_split` of both sides.
 ``detok`` (WMT14)
     sacrebleu's defaults on the Moses-detokenized hypotheses against the raw references
     (needs ``test.hyp.detok.txt`` and ``test.ref.raw.txt``, which the row scripts write).
@@ -67,8 +67,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from pn_dataprep.atomic import write_text_atomic
-from pn_fairseq import scoring
+from pn_common.atomic import write_text_atomic
+from pn_fairseq.evaluation import scoring
 
 N_SAMPLES = 1000
 SEED = 12345
@@ -311,7 +311,7 @@ def _texts(run, definition, cache, notes):
 def compare_dataset(groups, dataset, baseline_row, n_samples=N_SAMPLES, seed=SEED):
     """Every row of ``dataset`` against ``baseline_row``, per seed pair and pooled.
 
-    ``groups`` maps (row, dataset) to :class:`pn_fairseq.results.RowGroup`. Returns a JSON-ready
+    ``groups`` maps (row, dataset) to :class:`pn_fairseq.evaluation.results.RowGroup`. Returns a JSON-ready
     dict: ``{"dataset", "baseline", "n_samples", "seed", "alpha", "definitions": {name:
     {"label", "rows": {row: {"seeds": [...], "pairs": [...], "pooled": {...} or None}}}},
     "notes": [...]}``. What cannot be compared (no texts, different test sets, no common seed)

@@ -14,7 +14,7 @@ deliberate differences:
   on it (PowerNorm's warm-up switch) consistent with running statistics that, averaged
   over the last checkpoints, come mostly from post-warm-up steps.
 * Loading keeps ``torch.load``'s ``weights_only=True``; the few plain-Python classes
-  fairseq pickles are allow-listed by :mod:`pn_fairseq.serialization`.
+  fairseq pickles are allow-listed by :mod:`pn_fairseq.checkpoints.serialization`.
 
 The average is the newest input's checkpoint dict with ``"model"`` replaced by the
 average (fairseq's script copies its first input, which in directory mode is the newest
@@ -28,9 +28,9 @@ import sys
 
 import torch
 
-from pn_dataprep.atomic import atomic_output
-from pn_fairseq import serialization
-from pn_fairseq.errors import summarize
+from pn_common.atomic import atomic_output
+from pn_fairseq.checkpoints import serialization
+from pn_fairseq.hooks.errors import summarize
 
 EPOCH_CHECKPOINT_RE = re.compile(r"checkpoint(\d+)\.pt")
 UPDATE_CHECKPOINT_RE = re.compile(r"checkpoint_(\d+)_(\d+)\.pt")
@@ -80,7 +80,7 @@ def load_checkpoint(path):
         if "Unsupported global" in str(err):
             hint = (
                 " -- if this is a genuine fairseq checkpoint, the class it names must be added "
-                "to pn_fairseq.serialization.FAIRSEQ_CHECKPOINT_GLOBALS (do not load with "
+                "to pn_fairseq.checkpoints.serialization.FAIRSEQ_CHECKPOINT_GLOBALS (do not load with "
                 "weights_only=False)"
             )
         # summarize: the first sentence (torch's messages run to a paragraph)

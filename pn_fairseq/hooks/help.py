@@ -6,7 +6,6 @@ adds any model's flags, so stock fairseq never lists model flags. fairseq import
 appends the plugin's group after fairseq's own help text (argparse exits right after
 printing it).
 """
-import argparse
 import atexit
 import os
 import sys
@@ -19,20 +18,12 @@ def _is_fairseq_help(argv):
     return prog.startswith("fairseq-") and any(a in ("-h", "--help") for a in argv[1:])
 
 
-def plugin_help_text() -> str:
-    from .models.architectures import ARCHITECTURES
-    from .models.norm_options import add_norm_args
+def register_help_hook(help_text, argv=None):
+    """Print ``help_text()`` after fairseq's own help when this process is ``fairseq-* --help``.
 
-    parser = argparse.ArgumentParser(prog="pn_fairseq", add_help=False, usage=argparse.SUPPRESS)
-    add_norm_args(parser)
-    body = parser.format_help().strip("\n")
-    archs = ", ".join(ARCHITECTURES)
-    return (f"\npn_fairseq plugin (model transformer_pn; --arch one of: {archs}):\n"
-            "  the model also takes every flag of fairseq's 'transformer' model.\n" + body + "\n")
-
-
-def register_help_hook(argv=None):
+    ``help_text`` is a callable (:func:`pn_fairseq.models.help_text.plugin_help_text`), called only
+    then: the hook knows nothing of the models it describes."""
     global _registered
     if not _registered and _is_fairseq_help(sys.argv if argv is None else argv):
-        atexit.register(lambda: print(plugin_help_text()))
+        atexit.register(lambda: print(help_text()))
         _registered = True

@@ -1,0 +1,13 @@
+"""Scoring, comparing and drawing finished runs: what ``pn-score``, ``pn-results`` and ``pn-plot`` do.
+
+- :mod:`.scoring`: BLEU of fairseq-generate output as each paper reports it;
+- :mod:`.significance`: paired bootstrap of rows against a baseline row, per seed pair and pooled;
+- :mod:`.results`: the ``results.json`` contract; collecting runs, seeds, the Table 1 layout;
+- :mod:`.row_state`: whether a run directory's training and results still answer a row
+  script's command (reuse, continue, re-decode or stop);
+- :mod:`.curves`: validation curves from ``train.log``, the BLEU-per-row plot;
+- :mod:`.figures`: one colour per row in every figure, BLEU axes from 0.
+
+May import :mod:`pn_common`, :mod:`pn_fairseq.hooks` and :mod:`pn_fairseq.checkpoints`; never
+norms or models (a finished run is read from its files), analysis or the command-line tools.
+"""
