@@ -8,7 +8,7 @@
 # A rerun reuses what matches what is asked: results.json records the training command and the
 # decoding settings it answers, train.done the command of a finished training (train.cmd that of
 # the latest attempt). A larger MAX_UPDATE / MAX_EPOCH continues the run from checkpoint_last.pt;
-# any other difference stops with one line naming it (pn_fairseq/row_state.py decides).
+# any other difference stops with one line naming it (pn_fairseq/evaluation/row_state.py decides).
 # NPROC=N trains on N data-parallel workers, always passed as --distributed-world-size N (fairseq's
 # default is every visible GPU): on GPU fairseq spawns them itself; with CPU=1 this script starts
 # one process per rank (gloo, legacy_ddp), rank 0 logging to train.log and rank R to
@@ -235,7 +235,7 @@ if [[ $DRY_RUN == 1 ]]; then
     echo "$signature 2>&1 | tee -a $(printf '%q' "$SAVE_DIR/train.log")"
   fi
 else
-  # What the run directory allows (pn_fairseq/row_state.py): reuse results.json, decode a finished
+  # What the run directory allows (pn_fairseq/evaluation/row_state.py): reuse results.json, decode a finished
   # training again, train (from scratch, resuming, or continuing to a larger MAX_UPDATE), or a
   # one-line refusal. Before training it parses the command as fairseq-train would, so a bad
   # EXTRA_ARGS flag stops here, before a directory or a log line is written.

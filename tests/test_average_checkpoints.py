@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from pn_fairseq import checkpoints
+from pn_fairseq.checkpoints import files as checkpoints
 from pn_fairseq.cli import average_checkpoints as avg
 
 BASE = torch.tensor([[0.5, -1.25], [3.0, 0.0]])

@@ -37,7 +37,7 @@ def test_checkpoint_copies_follow_the_umask(umask, expected, data_bin, tmp_path)
 
 
 def test_atomic_copy_follows_the_umask(tmp_path):
-    from pn_fairseq.serialization import atomic_copyfile
+    from pn_fairseq.checkpoints.serialization import atomic_copyfile
 
     src = tmp_path / "src.pt"
     src.write_bytes(b"checkpoint")
@@ -99,7 +99,7 @@ def test_resume_on_another_dictionary_is_one_line(data_bin, other_data_run, tmp_
 def test_stock_model_size_error_is_read_the_same_way():
     """A model that is not the plugin's fails inside torch's load_state_dict; its message
     (torch's own, produced here) becomes the same line."""
-    from pn_fairseq.errors import explain
+    from pn_fairseq.hooks.errors import explain
 
     def model(rows):
         m = torch.nn.Module()

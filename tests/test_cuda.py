@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import torch
 
-from pn_fairseq.checkpoints import load_checkpoint
+from pn_fairseq.checkpoints.files import load_checkpoint
 from pn_fairseq.gpucheck.checks import check_run
 from pn_fairseq.norms import build_norm
 

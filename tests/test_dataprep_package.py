@@ -14,7 +14,7 @@ PROJECT_VENV_BIN = REPO / ".venv" / "bin"
 
 def test_import_loads_neither_torch_nor_fairseq(tmp_path):
     # A fresh interpreter, outside the checkout and without PYTHONPATH: the installed package.
-    code = ("import json, sys; import pn_dataprep, pn_dataprep.cli, pn_dataprep.atomic; "
+    code = ("import json, sys; import pn_dataprep, pn_dataprep.cli, pn_common.atomic; "
             "print(json.dumps({'file': pn_dataprep.__file__, 'modules': sorted(sys.modules)}))")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)

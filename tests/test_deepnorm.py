@@ -8,7 +8,7 @@ import torch
 from fairseq.models.transformer import TransformerConfig
 
 import pn_fairseq  # noqa: F401  (registers the architectures)
-from pn_fairseq.errors import PNUserError
+from pn_fairseq.hooks.errors import PNUserError
 from pn_fairseq.models.architectures import ARCHITECTURES
 from pn_fairseq.models.deepnorm import TORCHSCALE_ENCODER_BETA_COEF, deepnorm_constants, xavier_normal_std
 from pn_fairseq.models.layers import PNTransformerDecoderLayer, PNTransformerEncoderLayer

@@ -1,4 +1,4 @@
-"""Per-epoch validation loss and BLEU (pn_fairseq/epoch_scores.py): what a Pre-LN row logs while
+"""Per-epoch validation loss and BLEU (pn_fairseq/analysis/epoch_scores.py): what a Pre-LN row logs while
 it trains equals fairseq-generate --gen-subset valid + pn-score on each epoch's checkpoint."""
 import json
 import os
@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from pn_fairseq.epoch_scores import EpochScoresError, epoch_scores, format_table, require_bleu
-from pn_fairseq.scoring import score_generate_output
+from pn_fairseq.analysis.epoch_scores import EpochScoresError, epoch_scores, format_table, require_bleu
+from pn_fairseq.evaluation.scoring import score_generate_output
 
 from conftest import BIN, REPO, run
 from test_row_scripts import dry_run, flags

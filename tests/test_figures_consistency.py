@@ -14,7 +14,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import to_hex
 
 from conftest import REPO
-from pn_fairseq import curves, figures, results
+from pn_fairseq.evaluation import curves, figures, results
 from pn_fairseq.analysis import output, plotting
 from pn_fairseq.cli import analyze, plot
 from pn_fairseq.cli import results as results_cli

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 import pn_fairseq  # noqa: F401  (allow-lists fairseq's checkpoint globals for torch.load)
-from pn_fairseq.checkpoints import load_checkpoint, save_checkpoint
+from pn_fairseq.checkpoints.files import load_checkpoint, save_checkpoint
 from pn_fairseq.cli.fold import main as fold_main
-from pn_fairseq.errors import PNUserError
-from pn_fairseq.fold import eval_affine, fold_linear
+from pn_fairseq.hooks.errors import PNUserError
+from pn_fairseq.checkpoints.fold import eval_affine, fold_linear
 from pn_fairseq.norms import build_norm
 from pn_fairseq.norms.folded import FoldedNorm
 

@@ -286,7 +286,7 @@ def test_divergence_on_one_worker_stops_every_worker():
     non-finite count from any worker raises the same one-line error on each."""
     from fairseq.tasks.translation import TranslationConfig
 
-    from pn_fairseq.errors import NormDivergence
+    from pn_fairseq.hooks.errors import NormDivergence
     from pn_fairseq.tasks import TranslationPNTask
 
     class Criterion:
@@ -308,7 +308,7 @@ def test_fully_sharded_backend_is_refused_in_one_line(data_bin):
     from fairseq import options, tasks
 
     from conftest import REPO
-    from pn_fairseq.errors import PNUserError
+    from pn_fairseq.hooks.errors import PNUserError
 
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(parser, [str(data_bin), "--user-dir", str(REPO / "pn_fairseq"), "--task",

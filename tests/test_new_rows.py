@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import pn_fairseq  # noqa: F401  (allow-lists fairseq's checkpoint globals for torch.load)
-from pn_fairseq.results import ROWS as RESULT_ROWS
+from pn_fairseq.evaluation.results import ROWS as RESULT_ROWS
 
 from conftest import REPO, run
 from test_row_scripts import IWSLT, dry_run, flags

@@ -1,7 +1,7 @@
 """pn-plot: parsing fairseq-train validation lines and writing the PNG."""
 import pytest
 
-from pn_fairseq import curves
+from pn_fairseq.evaluation import curves
 from pn_fairseq.cli import plot
 
 JSON_LOG = """\

@@ -14,7 +14,7 @@ from fairseq.optim.lr_scheduler import build_lr_scheduler
 
 import pn_fairseq  # noqa: F401  (registers radam, warmup_rsqrt, epoch_rsqrt)
 from pn_fairseq.optim.preln_schedules import EpochRsqrtConfig, EpochRsqrtSchedule
-from pn_fairseq.results import ROWS as RESULT_ROWS
+from pn_fairseq.evaluation.results import ROWS as RESULT_ROWS
 
 from conftest import REPO, run
 from test_row_scripts import dry_run, flags

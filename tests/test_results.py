@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pn_fairseq import results
+from pn_fairseq.evaluation import results
 from pn_fairseq.cli import results as results_cli
 
 

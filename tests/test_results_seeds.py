@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import BIN, REPO
-from pn_fairseq import results
+from pn_fairseq.evaluation import results
 from pn_fairseq.cli import plot
 from pn_fairseq.cli import results as results_cli
 from test_results import write_result

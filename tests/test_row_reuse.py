@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import BIN, REPO
-from pn_fairseq import row_state
+from pn_fairseq.evaluation import row_state
 
 # The recipe (configs/synthetic) trains 300 updates; checkpoints at every 50 updates and at the end.
 TINY = ("--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 --decoder-embed-dim 32 "

@@ -134,7 +134,7 @@ def _half_failing_copyfile(src, dst, *args, **kwargs):
 def test_failed_copy_leaves_the_old_checkpoint_and_no_temporary(tmp_path, monkeypatch):
     from fairseq.file_io import PathManager
 
-    from pn_fairseq.serialization import atomic_copyfile
+    from pn_fairseq.checkpoints.serialization import atomic_copyfile
 
     src, dst = tmp_path / "checkpoint7.pt", tmp_path / "checkpoint_last.pt"
     src.write_bytes(b"new" * 1000)
@@ -251,8 +251,8 @@ TORCHRUN = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_
 
 
 def test_torchrun_trap():
-    from pn_fairseq.errors import PNUserError
-    from pn_fairseq.launch_check import check_launch
+    from pn_fairseq.hooks.errors import PNUserError
+    from pn_fairseq.hooks.launch_check import check_launch
 
     argv = ["/x/bin/fairseq-train", "data-bin/d", "--arch", "transformer_pn", "--cpu"]
     with pytest.raises(PNUserError, match="--distributed-rank R"):

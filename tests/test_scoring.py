@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from pn_fairseq import scoring
+from pn_fairseq.evaluation import scoring
 from pn_fairseq.cli import score as score_cli
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pn_fairseq import results, scoring, significance
+from pn_fairseq.evaluation import results, scoring, significance
 from pn_fairseq.cli import results as results_cli
 from pn_fairseq.cli import row_results
 
