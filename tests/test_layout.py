@@ -69,7 +69,7 @@ def violations():
     found = []
     for path, name, target in all_edges():
         head = target.split(".")[0]
-        if name.startswith("pn_common") and head not in stdlib and head != "pn_common" and head != "__future__":
+        if name.startswith("pn_common") and head not in stdlib and head != "pn_common":
             found.append(f"{path}: pn_common imports {target} (standard library only)")
         elif name.startswith("pn_dataprep") and head == "pn_fairseq":
             found.append(f"{path}: data preparation imports the plugin ({target})")
