@@ -170,6 +170,20 @@ def test_layout_without_its_rows_says_which_rows(tmp_path):
     assert proc.returncode == 2 and "no run of figure2's rows among the runs given" in proc.stderr
 
 
+def test_a_run_outside_the_layout_is_named_not_dropped_silently(tmp_path):
+    runs = [_fake_run(tmp_path, "multi30k-preln", row, b, [5, 4, 3.9]) for row, b in FIG4.items()]
+    runs.append(_fake_run(tmp_path, "multi30k-preln", "postln-nowarmup", [1, 3, 7], [8.6, 8.0, 7.7]))
+    out = tmp_path / "out"
+    proc = subprocess.run([str(BIN / "pn-analyze"), "epochs", *map(str, runs), "--layout", "figure4", "--out",
+                           str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "[epochs] postln-nowarmup: not one of figure4's rows, left out of the figure (--layout runs draws " \
+        "every run)" in proc.stderr
+    spec = json.loads((out / "epochs.json").read_text())
+    assert spec["left_out"] == ["postln-nowarmup"]
+    assert [line["row"] for line in spec["panels"][0]["lines"]] == list(FIG4)
+
+
 def test_report_includes_the_epoch_figures(tmp_path):
     for row, b in FIG2.items():
         _fake_run(tmp_path / "checkpoints", "multi30k-preln", row, b, [5.0, 4.5, 4.0])

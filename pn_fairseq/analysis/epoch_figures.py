@@ -87,7 +87,8 @@ def _line_label(run, name, runs):
 
 def panels(runs, layout):
     """The figure's panels: ``{"grid": (rows, cols), "panels": [{"pos", "title", "metric",
-    "lines": [{"label", "run", "row", "color_key", "style", "epochs", "values"}]}]}``."""
+    "lines": [{"label", "run", "row", "color_key", "style", "epochs", "values"}]}], "left_out":
+    [label of each run the layout does not draw (its row is not one of the layout's)]}``."""
     if layout not in LAYOUTS:
         raise AnalysisError(f"unknown layout '{layout}' (one of {', '.join(LAYOUTS)})")
     if layout == "runs":
@@ -110,7 +111,9 @@ def panels(runs, layout):
         else:
             groups = [(None, [(r, " ".join(ROWS[r["row"]][:2]) + f", lr {ROWS[r['row']][2]}, {ROWS[r['row']][3]}")
                               for r in members])]
-    out = {"grid": (2, len(groups)) if layout == "figure2" else (1, 2), "panels": []}
+    drawn = {id(r) for _, lines in groups for r, _ in lines}
+    out = {"grid": (2, len(groups)) if layout == "figure2" else (1, 2), "panels": [],
+           "left_out": [r["label"] for r in runs if id(r) not in drawn]}
     for g, (title, lines) in enumerate(groups):
         for m, (metric, axis_label) in enumerate(METRICS):
             pos = (m, g) if layout == "figure2" else (0, m)

@@ -188,6 +188,8 @@ def cmd_epochs(args, report):
     for run in runs:
         print(f"{run['label']} ({run['row'] or 'row unknown'}):\n{format_table(run['scores'])}")
     spec = epoch_figures.panels(runs, args.layout)
+    for label in spec["left_out"]:
+        report(f"{label}: not one of {args.layout}'s rows, left out of the figure (--layout runs draws every run)")
     title = f"Validation BLEU and loss per epoch ({args.layout}): {_title_list(r['label'] for r in runs)}"
     _write(args.out, "epochs", epoch_figures.plot(spec, title), spec)
 
