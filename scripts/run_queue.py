@@ -14,7 +14,7 @@ venv's editable install would otherwise hand every job this checkout's ``pn_data
 and ``CPU=1``; row scripts resume an interrupted run from ``checkpoint_last.pt`` and skip a
 finished one, so rerunning the queue is always safe. Progress: one line per start and end;
 ``QUEUE.state.json`` holds each job's status, exit code and wall time; logs in
-``runs/queue/<queue name>/``. Pause all jobs (to benchmark): ``kill -STOP -<pgid>``, resume with
+``queue/<queue name>/`` beside QUEUE (``runs/queue/table1/`` for ``runs/table1.txt``). Pause all jobs (to benchmark): ``kill -STOP -<pgid>``, resume with
 ``-CONT``; the pgid is printed at start.
 """
 import argparse
@@ -108,7 +108,7 @@ def main():
     jobs = read_queue(args.queue)
     snap = snapshot(args.queue.with_name(args.queue.name + ".snapshot"), args.snapshot)
     state = State(args.queue.with_name(args.queue.name + ".state.json"), jobs)
-    logs = REPO / "runs" / "queue" / args.queue.stem
+    logs = args.queue.parent / "queue" / args.queue.stem
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CPU="1",
                PYTHONPATH=os.pathsep.join(str((snap / d).resolve()) for d in SOURCE_ROOTS),

@@ -39,6 +39,10 @@ def test_queue_runs_each_job_once_from_a_snapshot_with_one_thread(tmp_path):
     assert found == [(snap / "data-prep" / "pn_dataprep" / "__init__.py").resolve(),
                      (snap / "pn_fairseq" / "__init__.py").resolve()]
     assert "FAILED (exit 3)" in proc.stdout
+    # each job's log beside the queue file, none in this checkout's runs/
+    logs = sorted(p.name for p in (tmp_path / "queue" / "q").iterdir())
+    assert len(logs) == 4 and logs[1].startswith("01-echo_b") and (tmp_path / "queue" / "q" / logs[1]).read_text() == ""
+    assert not (REPO / "runs" / "queue" / "q").exists()
     # a second start runs only what is not done
     proc = run(queue)
     assert (marks / "b").read_text() == "b\n"
