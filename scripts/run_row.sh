@@ -134,23 +134,17 @@ if [[ $DRY_RUN != 1 ]]; then
   command -v "$PYTHON" > /dev/null || die "PYTHON=$PYTHON is not a command: unset it to use the project's venv"
 fi
 
-# Background tools the signal handler stops, and files an interrupted run must not leave behind.
-# Tools run in the background and are waited for: bash runs a trap only once a foreground
-# command has returned, so a SIGTERM during decoding would otherwise wait for the whole decoding.
-# The handler runs inside whatever redirection is active (decoding's stderr goes to its log), so
-# it reports on a copy of the script's own stderr.
-children=()
+# Files an interrupted run must not leave behind, and the background tools the signal handler
+# stops (scripts/children.sh). The handler runs inside whatever redirection is active (decoding's
+# stderr goes to its log), so it reports on a copy of the script's own stderr.
+# shellcheck source=children.sh
+source "$REPO/scripts/children.sh"
 cleanup=()
 phase=""
 exec {STDERR}>&2
-descendants() { local c; echo "$1"; for c in $(pgrep -P "$1" 2>/dev/null); do descendants "$c"; done; }
 stop() {  # SIGNAL EXIT_STATUS
   trap '' INT TERM HUP
-  local pids=() pid
-  for pid in "${children[@]}"; do pids+=($(descendants "$pid")); done
-  (( ${#pids[@]} == 0 )) || kill -TERM "${pids[@]}" 2>/dev/null || true
-  # only the tools themselves: a tee behind a redirection this handler still holds would never end
-  (( ${#children[@]} == 0 )) || wait "${children[@]}" 2>/dev/null || true
+  stop_children
   (( ${#cleanup[@]} == 0 )) || rm -f "${cleanup[@]}"
   case $phase in
     training) echo "$TAG interrupted ($1): rerun the same command to resume from $SAVE_DIR/checkpoint_last.pt" >&"$STDERR" ;;
@@ -162,15 +156,6 @@ stop() {  # SIGNAL EXIT_STATUS
 trap 'stop SIGINT 130' INT
 trap 'stop SIGTERM 143' TERM
 trap 'stop SIGHUP 129' HUP
-# Run "$@" (with the caller's redirections) as a background child and wait for its status.
-fg_child() {
-  local status=0
-  "$@" &
-  children+=($!)
-  wait "$!" || status=$?
-  children=()
-  return "$status"
-}
 
 # In DRY_RUN mode print each command, fully expanded and shell-quoted, and run nothing.
 show() { printf '%q ' "$@" | sed 's/ $//'; }
@@ -208,12 +193,11 @@ train() {
   for ((rank = NPROC - 1; rank >= 0; rank--)); do
     local cmd=("${train_cmd[@]}" --distributed-rank "$rank" --distributed-init-method "tcp://127.0.0.1:$port")
     if (( rank == 0 )); then
-      "${cmd[@]}" > >(tee -a "$SAVE_DIR/train.log") 2>&1 &
+      spawn "${cmd[@]}" > >(tee -a "$SAVE_DIR/train.log") 2>&1
     else
-      "${cmd[@]}" >> "$SAVE_DIR/train.rank$rank.log" 2>&1 &
+      spawn "${cmd[@]}" >> "$SAVE_DIR/train.rank$rank.log" 2>&1
     fi
     pids+=($!)
-    children+=($!)
   done
   for pid in "${pids[@]}"; do
     if ! wait "$pid"; then status=1; kill "${pids[@]}" 2>/dev/null || true; fi
