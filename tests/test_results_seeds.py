@@ -65,6 +65,22 @@ def test_missing_and_unfinished_seeds_are_reported_not_averaged(tmp_path, capsys
     assert "- bn: no run for seed(s) 3" in text
 
 
+def test_seeds_flag_marks_the_seeds_no_row_has_run_yet(tmp_path, capsys):
+    seed_tree(tmp_path, {"preln": {1: 31.0, 2: 32.0}, "bn": {1: 29.0}})
+    groups = results.collect_runs([str(tmp_path)], seeds=(1, 2, 3))[0]
+    assert groups[("preln", "multi30k")].missing_seeds == [3] and groups[("bn", "multi30k")].missing_seeds == [2, 3]
+    assert results_cli.main([str(tmp_path), "--no-significance", "--seeds", "1,2,3"]) == 0
+    text = capsys.readouterr().out
+    assert "| Transformer-LN (Pre-LN) | 31.50 ± 0.71 [2 of 3 seeds] |" in text
+    assert "| Transformer-BN | 29.00 [1 of 3 seeds] |" in text and "- bn: no run for seed(s) 2, 3" in text
+    # without it, only the seeds some row has are expected
+    assert results_cli.main([str(tmp_path), "--no-significance"]) == 0
+    assert "| Transformer-BN | 29.00 [1 of 2 seeds] |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        results_cli.main([str(tmp_path), "--seeds", "1,two"])
+    assert "--seeds: '1,two' is not a comma-separated list of seeds, e.g. 1,2,3" in capsys.readouterr().err
+
+
 def test_seed_sources_and_duplicates(tmp_path):
     # results.json's seed, then train.done's --seed, then the directory name
     write_result(tmp_path / "a", "pn", "iwslt14", 35.0, seed=7)

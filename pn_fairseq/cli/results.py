@@ -18,6 +18,14 @@ from pn_fairseq.evaluation.results import ROWS, ResultsError, collect_runs, rend
 from pn_fairseq.evaluation.scoring import ScoringError
 
 
+def _seed_list(text):
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of seeds, e.g. 1,2,3") from None
+    return tuple(seeds)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="pn-results",
@@ -31,6 +39,9 @@ def build_parser():
                         help="also write every row's seeds, mean, std and the tests here (atomically)")
     parser.add_argument("--baseline", metavar="ROW",
                         help="row every other row is tested against (default: preln where a dataset has it)")
+    parser.add_argument("--seeds", type=_seed_list, default=(), metavar="1,2,3",
+                        help="seeds every row should have: a row without one is marked as missing it "
+                        "(default: the seeds any row of the dataset has)")
     parser.add_argument("--no-significance", action="store_true",
                         help="skip the paired bootstrap (and deriving the runs' text files)")
     return parser
@@ -43,7 +54,7 @@ def main(argv=None):
     if args.baseline is not None and args.baseline not in ROWS:
         parser.error(f"--baseline: unknown row '{args.baseline}' (rows: {', '.join(ROWS)})")
     try:
-        table, orphans = collect_runs(args.paths)
+        table, orphans = collect_runs(args.paths, seeds=args.seeds)
         comparisons = {}
         if not args.no_significance:
             for dataset in sorted({d for _, d in table}):

@@ -333,8 +333,9 @@ class RowGroup:
         }
 
 
-def collect_runs(paths, warn=None):
-    """Group the runs under ``paths``: ({(row, dataset): RowGroup}, [Unfinished runs no group claims])."""
+def collect_runs(paths, warn=None, seeds=()):
+    """Group the runs under ``paths``: ({(row, dataset): RowGroup}, [Unfinished runs no group claims]).
+    ``seeds``: seeds every row is expected to have, besides those any row of its dataset has."""
     warn = warn or (lambda message: print(message, file=sys.stderr))
     files, unfinished_dirs = _walk(paths)
     groups, seen = {}, {}
@@ -376,6 +377,7 @@ def collect_runs(paths, warn=None):
     for dataset in {d for _, d in groups}:
         members = [g for (_, d), g in groups.items() if d == dataset]
         every = {s for g in members for s in g.seed_list() + [u.seed for u in g.unfinished] if s is not None}
+        every |= set(seeds)
         for g in members:
             have = set(g.seed_list()) | {u.seed for u in g.unfinished}
             if None not in g.seed_list():
