@@ -496,7 +496,7 @@ def seeds_section(groups, dataset):
             section.items.append(f"{g.row} seed {_seed_text(u.seed)}: {u.state}: {u.run_dir}")
         if g.missing_seeds:
             section.items.append(f"{g.row}: no run for seed(s) {', '.join(map(str, g.missing_seeds))} "
-                                 "(other rows of this dataset have them)")
+                                 "(another row of this dataset has them, or --seeds names them)")
     return section
 
 
