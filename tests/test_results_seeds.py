@@ -117,6 +117,9 @@ def test_plot_bleu_per_row(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "multi30k preln: 3 seed(s), mean 31.80, 95% CI [31.14, 32.46]" in printed
     assert "multi30k pn: 1 seed(s), mean 32.20 (partial)" in printed
+    # --seeds: preln's three seeds are not all that is expected when four are asked for
+    assert plot.main(["--bleu", str(tmp_path / "runs"), "--seeds", "1,2,3,4", "--output", str(out)]) == 0
+    assert "multi30k preln: 3 seed(s), mean 31.80, 95% CI [31.14, 32.46] (partial)" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------

@@ -21,3 +21,13 @@ def quiet_library_logging():
     root = logging.getLogger()
     if root.level < logging.WARNING:
         root.setLevel(logging.WARNING)
+
+
+def seed_list(text):
+    """argparse type of ``--seeds 1,2,3`` (pn-results, pn-plot)."""
+    import argparse
+
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of seeds, e.g. 1,2,3") from None

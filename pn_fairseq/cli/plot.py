@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from pn_fairseq.cli import quiet_library_logging
+from pn_fairseq.cli import quiet_library_logging, seed_list
 from pn_fairseq.evaluation.curves import LogError, parse_validation_log, plot_bleu_per_row, plot_runs, run_log_path
 from pn_fairseq.evaluation.results import ResultsError, bleu_per_row, collect
 
@@ -42,6 +42,9 @@ def build_parser():
     what.add_argument("--bleu", nargs="+", metavar="PATH",
                       help="BLEU per row instead: results.json files or directories searched for them "
                       "(seeds of a row are grouped as pn-results does)")
+    parser.add_argument("--seeds", type=seed_list, default=(), metavar="1,2,3",
+                        help="with --bleu: the seeds every row should have; a row without one is drawn "
+                        "as partial (default: the seeds any row of the dataset has)")
     parser.add_argument("--output", required=True, metavar="PLOT.png", help="PNG to write (atomically)")
     parser.add_argument("--metric", default="valid_loss",
                         help="validation statistic to plot, e.g. valid_loss, valid_nll_loss, valid_ppl "
@@ -77,7 +80,7 @@ def main(argv=None):
 
 def _plot_bleu(args):
     try:
-        per_dataset = bleu_per_row(collect(args.bleu))
+        per_dataset = bleu_per_row(collect(args.bleu, seeds=args.seeds))
         for dataset, rows in per_dataset.items():
             for e in rows:
                 ci = "" if e["ci95"] is None else f", 95% CI [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]"

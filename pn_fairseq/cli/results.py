@@ -13,17 +13,9 @@ import sys
 
 from pn_common.atomic import write_text_atomic
 from pn_fairseq.evaluation import significance
-from pn_fairseq.cli import quiet_library_logging
+from pn_fairseq.cli import quiet_library_logging, seed_list
 from pn_fairseq.evaluation.results import ROWS, ResultsError, collect_runs, render_table, summary_json
 from pn_fairseq.evaluation.scoring import ScoringError
-
-
-def _seed_list(text):
-    try:
-        seeds = [int(s) for s in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of seeds, e.g. 1,2,3") from None
-    return tuple(seeds)
 
 
 def build_parser():
@@ -39,7 +31,7 @@ def build_parser():
                         help="also write every row's seeds, mean, std and the tests here (atomically)")
     parser.add_argument("--baseline", metavar="ROW",
                         help="row every other row is tested against (default: preln where a dataset has it)")
-    parser.add_argument("--seeds", type=_seed_list, default=(), metavar="1,2,3",
+    parser.add_argument("--seeds", type=seed_list, default=(), metavar="1,2,3",
                         help="seeds every row should have: a row without one is marked as missing it "
                         "(default: the seeds any row of the dataset has)")
     parser.add_argument("--no-significance", action="store_true",

@@ -385,9 +385,10 @@ def collect_runs(paths, warn=None, seeds=()):
     return groups, orphans
 
 
-def collect(paths, warn=None):
-    """Map (row, dataset) -> :class:`RowGroup` for the results.json files under ``paths``."""
-    return collect_runs(paths, warn)[0]
+def collect(paths, warn=None, seeds=()):
+    """Map (row, dataset) -> :class:`RowGroup` for the results.json files under ``paths``
+    (``seeds``: as in :func:`collect_runs`)."""
+    return collect_runs(paths, warn, seeds)[0]
 
 
 def _format_paper(value, approx):
