@@ -30,7 +30,8 @@ $(STAMP): setup.py
 test: install
 	@# Two workers (pytest-xdist): most tests wait on fairseq subprocesses, so 2 cores run them
 	@# side by side (measured: 457 tests in 8 min on 2 cores, a niced training job running beside).
-	$(PY) -m pytest -q -n 2 tests
+	@# --durations: the slowest tests are listed at the end, where the 15-minute budget goes.
+	$(PY) -m pytest -q -n 2 --durations=25 tests
 
 demo: install
 	DATASET=$(DATASET) PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh

@@ -29,8 +29,8 @@ import sys
 import torch
 
 from pn_common.atomic import atomic_output
-from pn_fairseq.checkpoints import serialization
-from pn_fairseq.hooks.errors import summarize
+from . import serialization
+from ..hooks.errors import summarize
 
 EPOCH_CHECKPOINT_RE = re.compile(r"checkpoint(\d+)\.pt")
 UPDATE_CHECKPOINT_RE = re.compile(r"checkpoint_(\d+)_(\d+)\.pt")

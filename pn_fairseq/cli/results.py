@@ -14,7 +14,7 @@ import sys
 from pn_common.atomic import write_text_atomic
 from pn_fairseq.evaluation import significance
 from pn_fairseq.cli import quiet_library_logging, seed_list
-from pn_fairseq.evaluation.results import ROWS, ResultsError, collect_runs, render_table, summary_json
+from pn_fairseq.evaluation.results import ROWS, ResultsError, collect_runs, compare_all, render_table, summary_json
 from pn_fairseq.evaluation.scoring import ScoringError
 
 
@@ -47,12 +47,7 @@ def main(argv=None):
         parser.error(f"--baseline: unknown row '{args.baseline}' (rows: {', '.join(ROWS)})")
     try:
         table, orphans = collect_runs(args.paths, seeds=args.seeds)
-        comparisons = {}
-        if not args.no_significance:
-            for dataset in sorted({d for _, d in table}):
-                baseline = args.baseline or significance.default_baseline(table, dataset)
-                if baseline is not None:
-                    comparisons[dataset] = significance.compare_dataset(table, dataset, baseline)
+        comparisons = {} if args.no_significance else compare_all(table, args.baseline)
     except (OSError, ResultsError, ScoringError, significance.SignificanceError) as err:
         raise SystemExit(f"pn-results: error: {err}") from None
     if not table:

@@ -7,4 +7,4 @@ normalization layers' training-step guard.
 
 May import :mod:`pn_fairseq.norms` and :mod:`pn_fairseq.hooks`; never models or tools.
 """
-from .translation_pn import TranslationPNTask, norm_step_guard  # noqa: F401
+from .translation_pn import TranslationPNTask  # noqa: F401
