@@ -247,3 +247,25 @@ def test_command_settings_ignore_where_a_run_lives():
     gpu = [a for a in moved if a != "--cpu"]
     assert row_state.differences(row_state.settings(argv), row_state.settings(gpu)) == [
         "CPU (--cpu): set in the run, not set asked"]
+
+
+def test_one_data_directory_through_a_link_is_the_same_setting(tmp_path):
+    """A queued run's code snapshot links the checkout's data-bin/: rerunning the row from the
+    checkout must reuse that run, not refuse it for another DATA."""
+    data, other = tmp_path / "data-bin" / "m30k", tmp_path / "other"
+    data.mkdir(parents=True)
+    other.mkdir()
+    snapshot_dir = tmp_path / "snapshot"
+    snapshot_dir.mkdir()
+    (snapshot_dir / "data-bin").symlink_to(tmp_path / "data-bin")
+
+    def argv(d):
+        return ["fairseq-train", str(d), "--lr", "1e-3"]
+
+    linked = snapshot_dir / "data-bin" / "m30k"
+    assert row_state.differences(row_state.settings(argv(linked)), row_state.settings(argv(data))) == []
+    assert row_state.differences(row_state.settings(argv(linked)), row_state.settings(argv(other))) == [
+        f"DATA (the data directory): {linked} in the run, {other} asked"]
+    gone = tmp_path / "gone"  # a directory that no longer exists is compared by its text
+    assert row_state.differences(row_state.settings(argv(gone)), row_state.settings(argv(data))) == [
+        f"DATA (the data directory): {gone} in the run, {data} asked"]

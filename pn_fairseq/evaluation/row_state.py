@@ -87,8 +87,21 @@ def differences(old, new, skip=()):
     for flag in list(old) + [f for f in new if f not in old]:
         if flag in skip or old.get(flag) == new.get(flag):
             continue
+        if flag == "DATA" and _same_directory(old.get(flag), new.get(flag)):
+            continue
         out.append(f"{_name(flag)}: {_show(old.get(flag))} in the run, {_show(new.get(flag))} asked")
     return out
+
+
+def _same_directory(old, new):
+    """Two spellings of one data directory (a link, e.g. a queued run's code snapshot links
+    this checkout's ``data-bin/``; or relative and absolute): the same data, not another setting."""
+    if not old or not new or len(old) != 1 or len(new) != 1:
+        return False
+    try:
+        return os.path.samefile(old[0], new[0])
+    except OSError:  # one of them is gone: only the text can tell
+        return False
 
 
 def _limit(values):
