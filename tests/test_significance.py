@@ -193,15 +193,56 @@ def test_compare_dataset_per_seed_and_pooled(tmp_path, write_run):
     bn = rows["bn"]
     assert [p["seed"] for p in bn["pairs"]] == [1, 2, 3] and bn["pooled"]["seeds"] == [1, 2, 3]
     assert all(p["significant"] and p["delta"] < 0 for p in bn["pairs"]) and bn["pooled"]["p_value"] < 0.01
-    # each pair is the bootstrap of that seed pair; pooled is the bootstrap of the concatenation
+    # each pair is the bootstrap of that seed pair; pooled is the mean of the pairs' differences
     read = lambda d: (d / "test.hyp.txt").read_text().splitlines()
     pair2 = significance.paired_bootstrap(read(tmp_path / "preln/seed2"), read(tmp_path / "pn/seed2"), refs)
     assert rows["pn"]["pairs"][1]["delta"] == pytest.approx(pair2.delta) and rows["pn"]["pairs"][1]["p_value"] == pytest.approx(pair2.p_value)
-    pooled = significance.paired_bootstrap(
-        sum((read(tmp_path / f"preln/seed{k}") for k in (1, 2, 3)), []),
-        sum((read(tmp_path / f"pn/seed{k}") for k in (1, 2, 3)), []), refs * 3)
-    assert rows["pn"]["pooled"]["p_value"] == pytest.approx(pooled.p_value)
+    bleu = lambda d: scoring.sacrebleu_tokenized(read(d), refs)[0].score
+    deltas = [bleu(tmp_path / f"pn/seed{k}") - bleu(tmp_path / f"preln/seed{k}") for k in (1, 2, 3)]
+    assert rows["pn"]["pooled"]["delta"] == pytest.approx(sum(deltas) / 3, abs=1e-9)
     assert rows["pn"]["pooled"]["sentences"] == 3 * len(refs)
+
+
+def test_pooled_delta_is_the_mean_of_the_seed_pairs_where_lengths_differ():
+    """Seed 1 writes short outputs, seed 2 long ones (as on Multi30k): the pooled Δ is the mean
+    of the two pairs' Δ, the difference of the rows' mean BLEU, not the Δ of the concatenation,
+    whose one brevity penalty for both seeds puts it elsewhere."""
+    refs = corpus(n=200)
+    rng = random.Random(3)
+    short = lambda lines, k: [" ".join(line.split()[: max(1, len(line.split()) - k)]) for line in lines]
+    long = lambda lines: [line + " " + " ".join(rng.choice(VOCAB) for _ in range(4)) for line in lines]
+    pairs = [(short(perturb(refs, 0.30, 1), 3), short(perturb(refs, 0.25, 2), 2), refs),
+             (long(perturb(refs, 0.30, 3)), long(perturb(refs, 0.25, 4)), refs)]
+    bleu = lambda hyps: scoring.sacrebleu_tokenized(hyps, refs * (len(hyps) // len(refs)))[0].score
+    per_pair = [bleu(s) - bleu(b) for b, s, _ in pairs]
+    pooled = significance.pooled_bootstrap(pairs)
+    assert pooled.delta == pytest.approx(sum(per_pair) / 2, abs=1e-9)
+    assert pooled.baseline_bleu == pytest.approx((bleu(pairs[0][0]) + bleu(pairs[1][0])) / 2, abs=1e-9)
+    concatenated = bleu(pairs[0][1] + pairs[1][1]) - bleu(pairs[0][0] + pairs[1][0])
+    assert abs(concatenated - pooled.delta) > 0.5  # the old test's number: not what the table's means differ by
+    assert pooled.ci_low <= pooled.delta <= pooled.ci_high and pooled.sentences == 2 * len(refs)
+
+
+def test_pooled_with_one_pair_or_copies_of_it_is_sacrebleus_paired_test():
+    refs = corpus()
+    base, system = perturb(refs, 0.3, 1), perturb(refs, 0.22, 2)
+    single = significance.paired_bootstrap(base, system, refs)  # p checked against sacrebleu's own there
+    for k in (1, 3):
+        pooled = significance.pooled_bootstrap([(base, system, refs)] * k)
+        assert pooled.delta == pytest.approx(single.delta, abs=1e-9)
+        assert pooled.p_value == pytest.approx(single.p_value)
+        assert (pooled.ci_low, pooled.ci_high) == pytest.approx((single.ci_low, single.ci_high))
+        assert (pooled.system_mean, pooled.system_ci) == pytest.approx((single.system_mean, single.system_ci))
+    same = significance.pooled_bootstrap([(base, list(base), refs)] * 2)
+    assert same.delta == 0 and same.p_value == 1.0 and (same.ci_low, same.ci_high) == (0.0, 0.0)
+
+
+def test_pooling_refuses_seed_pairs_of_different_test_sets():
+    refs, other = corpus(), corpus(seed=5)
+    with pytest.raises(significance.SignificanceError, match="different references: not one test set"):
+        significance.pooled_bootstrap([(refs, refs, refs), (other, other, other)])
+    with pytest.raises(significance.SignificanceError, match="no seed pairs"):
+        significance.pooled_bootstrap([])
 
 
 def test_runs_without_texts_get_them_from_generate_output(tmp_path, write_run):

@@ -516,7 +516,8 @@ def significance_sections(comparison):
             text=f"Δ: the row's BLEU minus {base}'s, * where p < {comparison['alpha']:g}. sacrebleu's paired "
             f"bootstrap ({comparison['n_samples']} resamples, seed {comparison['seed']}) on the test set; "
             "with several seeds, seed k of the row is paired with seed k of the baseline and the pooled "
-            "test runs on the pairs' outputs concatenated.")
+            "Δ is the mean of the pairs' Δ (the difference of the seeds table's means), tested on "
+            "resamples that draw the same sentences for every pair.")
         for row in ROWS:
             if row not in entry["rows"]:
                 continue
@@ -525,8 +526,11 @@ def significance_sections(comparison):
             seeds = ", ".join(_seed_text(s) for s in r["seeds"]) + (" (pooled)" if len(r["pairs"]) > 1 else "")
             pairs = "; ".join(f"{_seed_text(pair['seed'])}: {format_delta(pair)} {format_interval(pair)} "
                               f"{format_p(pair['p_value'])}" for pair in r["pairs"])
-            section.rows.append([row, seeds, format_delta(pooled), format_interval(pooled),
-                                 format_p(pooled["p_value"]), pairs])
+            if pooled is None:  # the seeds could not be pooled (a note says why)
+                section.rows.append([row, seeds, MISSING, MISSING, MISSING, pairs])
+            else:
+                section.rows.append([row, seeds, format_delta(pooled), format_interval(pooled),
+                                     format_p(pooled["p_value"]), pairs])
         sections.append(section)
     if comparison["notes"]:
         sections.append(Section(items=list(comparison["notes"])))
