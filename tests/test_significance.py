@@ -74,7 +74,7 @@ def test_equals_sacrebleu_command_line(tmp_path):
     assert 0.001 < cli_sys["p_value"] < 0.5  # a case where the test has something to say
     assert ours.baseline_bleu == pytest.approx(cli_base["score"], abs=1e-9)
     assert ours.system_bleu == pytest.approx(cli_sys["score"], abs=1e-9)
-    assert ours.p_value == pytest.approx(cli_sys["p_value"], abs=1e-12)
+    assert ours.p_value_sacrebleu == pytest.approx(cli_sys["p_value"], abs=1e-12)
     assert (ours.system_mean, ours.system_ci) == pytest.approx((cli_sys["mean"], cli_sys["ci"]), abs=1e-9)
     assert (ours.baseline_mean, ours.baseline_ci) == pytest.approx((cli_base["mean"], cli_base["ci"]), abs=1e-9)
     # SACREBLEU_SEED in the environment does not move the fixed seed.
@@ -83,6 +83,38 @@ def test_equals_sacrebleu_command_line(tmp_path):
         assert significance.paired_bootstrap(base, system, refs).p_value == ours.p_value
     finally:
         del os.environ["SACREBLEU_SEED"]
+
+
+@pytest.mark.parametrize("p, seed", [(0.22, 5)])
+def test_p_value_is_twice_the_share_of_resamples_across_zero(p, seed):
+    """Recomputed here from sacrebleu's draw (numpy default_rng(seed).choice(n, (N, n))) and
+    sacrebleu.corpus_bleu on every resample (300 resamples, for time)."""
+    import numpy as np
+    import sacrebleu
+
+    refs = corpus()
+    base, system = perturb(refs, 0.3, 1), perturb(refs, p, seed)
+    ours = significance.paired_bootstrap(base, system, refs, n_samples=300)
+    idxs = np.random.default_rng(significance.SEED).choice(len(refs), size=(300, len(refs)), replace=True)
+    bleu = lambda lines, i: sacrebleu.corpus_bleu([lines[k] for k in i], [[refs[k] for k in i]], tokenize="none").score
+    diffs = np.sort([bleu(system, i) - bleu(base, i) for i in idxs])
+    against = int(np.sum(np.sign(ours.delta) * diffs <= 0))
+    assert ours.p_value == pytest.approx(min(1.0, 2 * (against + 1) / 301))
+    assert (ours.ci_low, ours.ci_high) == pytest.approx((diffs[300 // 40], diffs[300 - 300 // 40 - 1]), abs=1e-3)
+
+
+def test_significant_only_where_the_interval_leaves_out_zero():
+    refs = corpus()
+    base = perturb(refs, 0.3, 1)
+    runs = {(p, seed): significance.paired_bootstrap(base, perturb(refs, p, seed), refs)
+            for p, seed in [(0.22, 2), (0.23, 3), (0.24, 3), (0.25, 3), (0.29, 2)]}
+    for r in runs.values():
+        assert (r.p_value < 0.05) <= (r.ci_low > 0 or r.ci_high < 0)
+    # sacrebleu's p counts one tail in effect: it calls this difference significant, whose
+    # 95% interval holds zero; the two-sided p does not
+    r = runs[(0.24, 3)]
+    assert r.p_value_sacrebleu < 0.05 <= r.p_value and r.ci_low < 0 < r.ci_high
+    assert [r.significant for r in runs.values()] == [True, True, False, False, False]
 
 
 # ------------------------------------------------------------------------------------------
