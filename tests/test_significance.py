@@ -156,8 +156,8 @@ def make_run(run_dir, row, hyps, refs, seed=None, dataset="multi30k", texts=True
 
 @pytest.fixture
 def write_run(monkeypatch, capsys):
-    # checkpoint_updates would torch.load the (empty) checkpoint: 600 updates for every run.
-    monkeypatch.setattr(row_results, "checkpoint_updates", lambda path: 600)
+    # checkpoint_progress would torch.load the (empty) checkpoint: 600 updates for every run.
+    monkeypatch.setattr(row_results, "checkpoint_progress", lambda path: (600, None))
 
     def write(run_dir, row, hyps, refs, **kw):
         row_results.main(make_run(run_dir, row, hyps, refs, **kw))
@@ -174,6 +174,23 @@ def test_row_results_writes_sorted_texts(tmp_path, write_run):
     assert (tmp_path / "run" / "test.hyp.txt").read_text().splitlines() == hyps
     assert (tmp_path / "run" / "test.ref.txt").read_text().splitlines() == refs
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("clock, expected", [(2264.71, 2264.7), (None, 600.0)])
+def test_wall_time_counts_every_resumed_part(tmp_path, capsys, clock, expected):
+    """A run interrupted at update 369 and resumed: the driver's stopwatch (--wall-time 600)
+    saw only the last part; fairseq's clock in the checkpoint saw all of it."""
+    import torch
+
+    refs = corpus(n=20)
+    argv = make_run(tmp_path / "run", "pn", refs, refs)
+    extra = {} if clock is None else {"previous_training_time": clock}
+    torch.save({"model": {}, "optimizer_history": [{"num_updates": 369}, {"num_updates": 600}], "extra_state": extra},
+               tmp_path / "run" / "checkpoint_last.pt")
+    assert row_results.main(argv) in (0, None)
+    capsys.readouterr()
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert (result["updates"], result["wall_time_s"]) == (600, expected)
 
 
 def test_bootstrap_bleu_is_the_rows_bleu(tmp_path, write_run):

@@ -262,9 +262,16 @@ def _warn_duplicate_ages(ages):
             seen[age] = path
 
 
-def checkpoint_updates(path):
-    """The optimizer updates recorded in the fairseq checkpoint at ``path``."""
-    return int(load_checkpoint(path)["optimizer_history"][-1]["num_updates"])
+def checkpoint_progress(path):
+    """(optimizer updates, training seconds) recorded in the fairseq checkpoint at ``path``.
+
+    The seconds are fairseq's cumulative training clock (``extra_state["previous_training_time"]``,
+    which a resumed trainer carries on), so they count every part of a run that was interrupted
+    and resumed; None in a checkpoint without it.
+    """
+    state = load_checkpoint(path)
+    seconds = (state.get("extra_state") or {}).get("previous_training_time")
+    return int(state["optimizer_history"][-1]["num_updates"]), None if seconds is None else float(seconds)
 
 
 def save_checkpoint(state, path):

@@ -20,7 +20,7 @@ import json
 import sys
 
 from pn_fairseq.evaluation import results, row_state, significance
-from pn_fairseq.checkpoints.files import checkpoint_updates
+from pn_fairseq.checkpoints.files import checkpoint_progress
 from pn_fairseq.evaluation.scoring import ScoringError, count_split_sentences
 
 
@@ -34,9 +34,12 @@ def write_results(args):
         texts = {"hypotheses": names[0], "references": names[1]}
         if len(names) > 2:
             texts.update(hypotheses_detok=names[2], references_raw=names[3])
+    updates, trained_s = checkpoint_progress(args.last_checkpoint)
+    # --wall-time is the row driver's stopwatch, which misses the parts of a run before an
+    # interruption; fairseq's own clock in the checkpoint counts them all.
     result = results.build_result(
         scores, row=args.row, dataset=args.dataset, paper_bleu=float(args.paper) if args.paper else None,
-        updates=checkpoint_updates(args.last_checkpoint), wall_time_s=float(args.wall_time),
+        updates=updates, wall_time_s=float(args.wall_time) if trained_s is None else round(trained_s, 1),
         checkpoint=args.checkpoint, run_dir=args.run_dir, averaged_checkpoints=args.averaged,
         beam=args.beam, lenpen=args.lenpen,
     )

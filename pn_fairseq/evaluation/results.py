@@ -23,7 +23,7 @@ Each experiment ("row script") writes one ``results.json`` into its run director
       "paper_bleu": 35.9,           # the paper's number, or null (informational: the
                                     #   table uses pn_fairseq.evaluation.scoring.PAPER_BLEU)
       "updates": 50000,             # optimizer updates of the scored checkpoint(s)
-      "wall_time_s": 12345.6,       # training wall time in seconds
+      "wall_time_s": 12345.6,       # training wall time in seconds, every resumed part counted
       "checkpoint": "checkpoints/pn/checkpoint_avg5.pt",
       "run_dir": "runs/iwslt14-pn"
     }
