@@ -161,3 +161,20 @@ def test_seeds_run_one_plain_run_per_seed(tmp_path):
 def test_seeds_validation(env, message):
     proc = dry(env)
     assert proc.returncode != 0 and message in proc.stderr and proc.stdout == ""
+
+
+def test_seeds_table_has_each_runs_validation_loss_at_its_last_update(tmp_path, capsys):
+    """The length-independent number beside BLEU: each run's train.log validation at the update its
+    checkpoint holds (1000 here), not an earlier one; a run without a log shows a dash."""
+    seed_tree(tmp_path, {"preln": {1: 31.0, 2: 32.0}, "pn": {1: 30.0, 2: 34.0}})
+    losses = {("preln", 1): 4.687, ("preln", 2): 4.713, ("pn", 1): 4.75}
+    for (row, seed), loss in losses.items():
+        (tmp_path / row / f"seed{seed}" / "train.log").write_text(
+            '2026 | INFO | valid | {"epoch": 1, "valid_loss": "6.5", "valid_num_updates": "500"}\n'
+            f'2026 | INFO | valid | {{"epoch": 2, "valid_loss": "{loss}", "valid_num_updates": "1000"}}\n')
+    assert results_cli.main([str(tmp_path), "--no-significance"]) == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[6].strip() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| preln | 2 |") or line.startswith("| pn | 2 |")}
+    both = [4.687, 4.713]
+    assert rows["preln"] == f"{statistics.fmean(both):.3f} ± {statistics.stdev(both):.3f} (1: 4.687, 2: 4.713)"
+    assert rows["pn"] == "4.750 (1: 4.750, 2: —)"

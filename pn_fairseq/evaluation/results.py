@@ -481,9 +481,12 @@ def seeds_section(groups, dataset):
         return None
     section = Section(
         f"{DATASETS[dataset]}: seeds",
-        ["row", "seeds", "BLEU mean ± std", "95% CI of the mean", "per seed (seed: BLEU)"],
+        ["row", "seeds", "BLEU mean ± std", "95% CI of the mean", "per seed (seed: BLEU)",
+         "valid loss at the last update: mean ± std (per seed)"],
         text="Mean and standard deviation (n - 1) over the finished seeds; the interval is Student's t "
-        "over seeds. Unfinished or missing seeds are not averaged in.")
+        "over seeds. Unfinished or missing seeds are not averaged in. The validation loss (fairseq's, "
+        "label-smoothed, base 2, from each run's train.log at the update its checkpoint holds) does "
+        "not depend on the decoder's output length, which BLEU's brevity penalty does.")
     for g in members:
         seeds = str(g.n) if g.complete else f"{g.n} of {g.expected}"
         mean = f"{g.mean:.2f}" + (f" ± {g.std:.2f}" if g.std is not None else "") if g.runs else MISSING
@@ -491,7 +494,7 @@ def seeds_section(groups, dataset):
         per_seed = [f"{_seed_text(r.seed)}: {r.result['bleu_main']:.2f}" for r in g.runs]
         per_seed += [f"{_seed_text(u.seed)}: unfinished" for u in g.unfinished]
         per_seed += [f"{s}: missing" for s in g.missing_seeds]
-        section.rows.append([g.row, seeds, mean, ci, ", ".join(per_seed)])
+        section.rows.append([g.row, seeds, mean, ci, ", ".join(per_seed), _valid_loss_cell(g.runs)])
     for g in members:
         for u in g.unfinished:
             section.items.append(f"{g.row} seed {_seed_text(u.seed)}: {u.state}: {u.run_dir}")
@@ -499,6 +502,28 @@ def seeds_section(groups, dataset):
             section.items.append(f"{g.row}: no run for seed(s) {', '.join(map(str, g.missing_seeds))} "
                                  "(another row of this dataset has them, or --seeds names them)")
     return section
+
+
+def final_valid_loss(run):
+    """The validation loss a run's ``train.log`` records at the update of its checkpoint, or None
+    (no log, no validation at that update)."""
+    from pn_fairseq.evaluation.curves import LogError, parse_validation_log
+
+    try:
+        points = dict(parse_validation_log(os.path.join(run.run_dir, "train.log")))
+    except (OSError, LogError):
+        return None
+    return points.get(run.result["updates"])
+
+
+def _valid_loss_cell(runs):
+    losses = [(run.seed, final_valid_loss(run)) for run in runs]
+    known = [loss for _, loss in losses if loss is not None]
+    if not known:
+        return MISSING
+    mean = f"{statistics.fmean(known):.3f}" + (f" ± {statistics.stdev(known):.3f}" if len(known) > 1 else "")
+    return mean + " (" + ", ".join(f"{_seed_text(seed)}: {MISSING if loss is None else f'{loss:.3f}'}"
+                                   for seed, loss in losses) + ")"
 
 
 def significance_sections(comparison):
