@@ -538,8 +538,9 @@ def significance_sections(comparison):
         section = Section(
             f"{name}: paired bootstrap against {base} ({entry['label']})",
             ["row", "seed pairs", f"Δ BLEU vs {base}", "95% CI of Δ", "p", "per seed pair: Δ [95% CI] p"],
-            text=f"Δ: the row's BLEU minus {base}'s, * where p < {comparison['alpha']:g}. sacrebleu's paired "
-            f"bootstrap ({comparison['n_samples']} resamples, seed {comparison['seed']}) on the test set; "
+            text=f"Δ: the row's BLEU minus {base}'s, * where p < {comparison['alpha']:g}. Paired bootstrap on "
+            f"sacrebleu's resamples of the test set ({comparison['n_samples']}, seed {comparison['seed']}); p "
+            "two-sided (twice the share of resampled Δ across zero), so * only where the interval leaves out 0; "
             "with several seeds, seed k of the row is paired with seed k of the baseline and the pooled "
             "Δ is the mean of the pairs' Δ (the difference of the seeds table's means), tested on "
             "resamples that draw the same sentences for every pair.")
