@@ -4,7 +4,9 @@
   that prints them without a traceback inside ``fairseq-*`` commands;
 - :mod:`.launch_check`: refuses ``torchrun`` launches that would train independent copies and
   ``--restore-file`` paths that do not exist;
-- :mod:`.help`: appends the plugin's flags to ``fairseq-train --help``.
+- :mod:`.help`: appends the plugin's flags to ``fairseq-train --help``;
+- :mod:`.import_logging`: keeps fairseq's import-time INFO lines out of processes (the ``pn-*``
+  tools) that have not set up logging.
 
 The bottom of the plugin's layering: it may import fairseq, torch, the standard library and
 :mod:`pn_common`, nothing else of ``pn_fairseq`` (norms and models raise its errors; the help
