@@ -11,12 +11,13 @@ import logging
 
 
 def quiet_library_logging():
-    """Undo the DEBUG root logger that importing fairseq's models leaves behind.
+    """Undo a DEBUG root logger left by importing fairseq's models before the plugin.
 
     ``fairseq/models/wav2vec/wav2vec2_classification.py`` calls
-    ``logging.basicConfig(level=DEBUG)`` at import time (pn_fairseq imports fairseq's
-    models), after which matplotlib and others flood stderr. These tools report with
-    print(), so warnings are all they need from the logging system.
+    ``logging.basicConfig(level=DEBUG)`` at import time, after which matplotlib and others flood
+    stderr. The plugin's own import prevents it (:mod:`pn_fairseq.hooks.import_logging`); this
+    covers a process that imported fairseq first. These tools report with print(), so warnings
+    are all they need from the logging system.
     """
     root = logging.getLogger()
     if root.level < logging.WARNING:
