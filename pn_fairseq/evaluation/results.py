@@ -542,7 +542,8 @@ def significance_sections(comparison):
             f"sacrebleu's resamples of the test set ({comparison['n_samples']}, seed {comparison['seed']}); p "
             "two-sided (twice the share of resampled Δ across zero), so * only where the interval leaves out 0; "
             "with several seeds, seed k of the row is paired with seed k of the baseline and the pooled "
-            "Δ is the mean of the pairs' Δ (the difference of the seeds table's means), tested on "
+            "Δ is the mean of the pairs' Δ (the difference of the two rows' mean BLEU over the seeds both "
+            "have), tested on "
             "resamples that draw the same sentences for every pair.")
         for row in ROWS:
             if row not in entry["rows"]:
