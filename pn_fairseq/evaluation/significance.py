@@ -338,15 +338,15 @@ def pooled_bootstrap(pairs, metric_factory=scoring.tokenized_metric, n_samples=N
     if not references:
         raise SignificanceError("empty test set")
     idxs = _resample_indices(len(references), n_samples, seed)
-    bl_bleu, sy_bleu, bl_scores, sy_scores, identical, signature = [], [], [], [], True, ""
+    metric = metric_factory()
+    bl_bleu, sy_bleu, bl_scores, sy_scores, identical = [], [], [], [], True
     for baseline, system, _ in pairs:
-        metric = metric_factory()
-        bl_bleu.append(metric.corpus_score(list(baseline), [references]).score)
-        sy_bleu.append(metric.corpus_score(list(system), [references]).score)
-        signature = str(metric.get_signature())
-        metric = metric_factory()
         bl_stats, bl = _resampled_scores(metric, list(baseline), references, idxs)
         sy_stats, sy = _resampled_scores(metric, list(system), references, idxs)
+        # the whole test set's BLEU from the same sentence statistics, as corpus_score computes it
+        # (integer counts, so the float32 sums are exact; python ints keep the score in float64)
+        bl_bleu.append(metric._compute_score_from_stats(bl_stats.sum(0).astype(np.int64).tolist()).score)
+        sy_bleu.append(metric._compute_score_from_stats(sy_stats.sum(0).astype(np.int64).tolist()).score)
         bl_scores.append(bl)
         sy_scores.append(sy)
         identical = identical and np.array_equal(bl_stats, sy_stats)
@@ -361,7 +361,7 @@ def pooled_bootstrap(pairs, metric_factory=scoring.tokenized_metric, n_samples=N
         ci_low=ci_low, ci_high=ci_high, p_value=p_value, p_value_sacrebleu=p_sacrebleu,
         significant=p_value < ALPHA, baseline_mean=baseline_mean, baseline_ci=baseline_ci,
         system_mean=system_mean, system_ci=system_ci, sentences=len(references) * len(pairs),
-        n_samples=n_samples, bootstrap_seed=seed, signature=signature,
+        n_samples=n_samples, bootstrap_seed=seed, signature=str(metric.get_signature()),
     )
 
 
