@@ -39,8 +39,8 @@ demo: install
 	DATASET=$(DATASET) PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
 
 # Issue 11's benchmarks (bench/README.md): norm forward+backward at the IWSLT and the big shape,
-# training words/s against preln, decoding speed of a folded pn checkpoint. Arguments for the
-# last two: BENCH_TRAIN_ARGS, BENCH_DECODE_ARGS.
+# training words/s against preln, decoding speed of a folded pn checkpoint, the tools' start-up.
+# Arguments for bench_train and bench_decode: BENCH_TRAIN_ARGS, BENCH_DECODE_ARGS.
 bench: install
 	$(PY) bench/bench_norms.py --T 30 --B 128 --C 512
 	$(PY) bench/bench_norms.py --T 64 --B 64 --C 1024
@@ -49,6 +49,7 @@ bench: install
 	@# hypothesis forced to 20 tokens (the same decoder steps for all: the cost per step).
 	$(PY) bench/bench_decode.py $(BENCH_DECODE_ARGS)
 	$(PY) bench/bench_decode.py --fixed-length 20 $(BENCH_DECODE_ARGS)
+	$(PY) bench/bench_startup.py
 
 # Offline installs (README "Install"): every package beyond torch into $(WHEELHOUSE), for this
 # Python (default) or PYTHON_VERSION=3.12 (manylinux x86_64 wheels); HAVE=FILE leaves out what the

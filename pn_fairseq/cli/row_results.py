@@ -20,8 +20,15 @@ import json
 import sys
 
 from pn_fairseq.evaluation import results, row_state, significance
-from pn_fairseq.checkpoints.files import checkpoint_progress
 from pn_fairseq.evaluation.scoring import ScoringError, count_split_sentences
+
+
+def checkpoint_progress(path):
+    """pn_fairseq.checkpoints.files.checkpoint_progress, imported here: it needs torch, which the
+    other subcommands (check-run before training, count-test) start without."""
+    from pn_fairseq.checkpoints.files import checkpoint_progress as progress
+
+    return progress(path)
 
 
 def write_results(args):

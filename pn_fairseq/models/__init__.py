@@ -8,5 +8,8 @@
 May import :mod:`pn_fairseq.norms`, :mod:`pn_fairseq.tasks` and :mod:`pn_fairseq.hooks`; never
 checkpoints, evaluation or the tools.
 """
+# fairseq before this package's modules: the plugin registers with fairseq the moment fairseq's
+# import finishes (pn_fairseq/__init__.py), and that imports them, whole, before this goes on.
+import fairseq  # noqa: F401,E402
 from . import transformer_pn  # noqa: F401  (registers the model first)
 from . import architectures  # noqa: F401,E402

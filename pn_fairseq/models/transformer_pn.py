@@ -19,7 +19,7 @@ from fairseq.models.transformer import (
 from ..hooks.errors import PNUserError, VocabularyMismatch
 from ..norms import NormBase, pad_mask_context
 from ..norms.registry import norm_name_of
-from ..tasks import TranslationPNTask
+from ..tasks.translation_pn import TranslationPNTask  # the module, not the package: see tasks/__init__.py
 from ..tasks.step_state import StepLedger
 from . import norm_monitor
 from .fixnorm import FixNormEmbedding, FixNormLinear

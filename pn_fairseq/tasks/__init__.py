@@ -7,4 +7,7 @@ normalization layers' training-step guard.
 
 May import :mod:`pn_fairseq.norms` and :mod:`pn_fairseq.hooks`; never models or tools.
 """
+# fairseq before this package's modules: the plugin registers with fairseq the moment fairseq's
+# import finishes (pn_fairseq/__init__.py), and that imports them, whole, before this goes on.
+import fairseq  # noqa: F401,E402
 from .translation_pn import TranslationPNTask  # noqa: F401
