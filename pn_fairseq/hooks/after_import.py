@@ -40,6 +40,8 @@ class _ThenCall(importlib.abc.Loader):
             self._callback()
 
     def __getattr__(self, name):  # get_resource_reader, is_package, get_code, ...
+        if name.startswith("_"):  # also keeps copy/pickle of a half-built proxy out of recursion
+            raise AttributeError(name)
         return getattr(self._loader, name)
 
 
