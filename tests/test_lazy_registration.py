@@ -30,17 +30,17 @@ EVERYTHING = {"model": True, "arch": True, "task": True, "optimizer": True, "sch
               "loader": "SourceFileLoader", "spec_loader": "SourceFileLoader"}
 
 
+def python(code):
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def test_import_pn_fairseq_then_torch_load_reads_fairseq_checkpoints_without_fairseq():
     proc = python("import argparse, sys, pn_fairseq, torch\n"
                   "print(any(g is argparse.Namespace for g in torch.serialization.get_safe_globals()), "
                   "'fairseq' in sys.modules)")
     assert proc.stdout.split() == ["True", "False"]
-
-
-def python(code):
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 @pytest.mark.parametrize("first", ["import pn_fairseq, sys; assert 'fairseq' not in sys.modules",

@@ -15,6 +15,7 @@ the package's ``__loader__`` and ``__spec__.loader`` are the ones Python gave it
 """
 import contextlib
 import importlib.abc
+import importlib.util
 import sys
 
 
@@ -58,12 +59,8 @@ class _AfterImportFinder(importlib.abc.MetaPathFinder):
         # nor wraps a second import of the package (after a failed first one, say).
         if self in sys.meta_path:
             sys.meta_path.remove(self)
-        for finder in list(sys.meta_path):
-            find = getattr(finder, "find_spec", None)
-            spec = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
+        spec = importlib.util.find_spec(fullname)  # the finders behind this one, as Python asks them
+        if spec is None:
             return None  # Python then raises its usual ModuleNotFoundError
         spec.loader = _ThenCall(spec.loader, self.callback, self.around)
         return spec
