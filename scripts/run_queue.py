@@ -22,8 +22,10 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -58,9 +60,10 @@ def snapshot(rev_file: pathlib.Path, rev: str) -> pathlib.Path:
         sha = proc.stdout.strip()
     target = REPO / "runs" / "snapshots" / sha[:12]
     if not (target / "scripts" / "run_row.sh").exists():
-        tmp = target.with_name(target.name + ".tmp")
-        subprocess.run(["rm", "-rf", str(tmp)], check=True)
-        tmp.mkdir(parents=True)
+        # A private directory per start, renamed into place: two queues started together on
+        # the same commit once shared one ".tmp" and one deleted the other's half-made copy.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent))
         archive = subprocess.Popen(["git", "archive", sha], cwd=REPO, stdout=subprocess.PIPE)
         subprocess.run(["tar", "-x", "-C", str(tmp)], stdin=archive.stdout, check=True)
         if archive.wait() != 0:
@@ -68,7 +71,12 @@ def snapshot(rev_file: pathlib.Path, rev: str) -> pathlib.Path:
         for name in SHARED_PATHS:
             (REPO / name).mkdir(exist_ok=True)
             (tmp / name).symlink_to(REPO / name)
-        tmp.rename(target)
+        try:
+            tmp.rename(target)
+        except OSError:  # another start got there first; its copy is the same commit
+            shutil.rmtree(tmp)
+            if not (target / "scripts" / "run_row.sh").exists():
+                die(f"{target} exists but is not a snapshot (no scripts/run_row.sh): remove it and start again")
     if not rev_file.exists():
         rev_file.write_text(sha + "\n")
     return target

@@ -60,3 +60,21 @@ def test_queue_errors_are_one_line(tmp_path):
     one.write_text("true\n")
     proc = run(one, "--snapshot", "nonsense-rev")
     assert proc.stderr.strip() == "run_queue: error: --snapshot nonsense-rev: not a commit of this repository"
+
+
+def test_two_queues_started_together_share_one_complete_snapshot(tmp_path):
+    # A clone of this repository with the working run_queue.py, so the commit is not exported yet.
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--shared", str(REPO), str(clone)], check=True)
+    (clone / "scripts" / "run_queue.py").write_text(QUEUE.read_text())
+    starts = []
+    for name in ("a", "b", "c"):
+        queue = tmp_path / f"{name}.txt"
+        queue.write_text("test -f configs/multi30k/pn.conf && test -f scripts/run_row.sh\n")
+        starts.append(subprocess.Popen([sys.executable, str(clone / "scripts" / "run_queue.py"), str(queue)],
+                                       cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate()[0] for p in starts]
+    assert [p.returncode for p in starts] == [0, 0, 0], outputs
+    snapshots = sorted(p.name for p in (clone / "runs" / "snapshots").iterdir())
+    sha = (tmp_path / "a.txt.snapshot").read_text().strip()
+    assert snapshots == [sha[:12]]  # one copy, no leftover temporary directory
