@@ -11,7 +11,9 @@ and a later start (after a session stop) continues with the same code. The snaps
 checkout's ``.venv``, ``data-bin/`` and ``checkpoints/`` (links), and imports its own
 packages (PYTHONPATH: the snapshot's root and ``data-prep/``, where setup.py finds them; the
 venv's editable install would otherwise hand every job this checkout's ``pn_dataprep``). Every job runs with one thread (``OMP_NUM_THREADS=1``), ``nice``
-and ``CPU=1``; row scripts resume an interrupted run from ``checkpoint_last.pt`` and skip a
+and ``CPU=1`` (started with ``setsid``, the queue's session group is niced too: under
+Linux's autogroup scheduling a plain ``nice`` job in its own session takes half the CPU from
+the user's shell); row scripts resume an interrupted run from ``checkpoint_last.pt`` and skip a
 finished one, so rerunning the queue is always safe. Progress: one line per start and end;
 ``QUEUE.state.json`` holds each job's status, exit code and wall time; logs in
 ``queue/<queue name>/`` beside QUEUE (``runs/queue/table1/`` for ``runs/table1.txt``). Pause all jobs (to benchmark): ``kill -STOP -<pgid>``, resume with
@@ -98,6 +100,20 @@ class State:
             tmp.replace(self.path)
 
 
+def lower_session_priority(nice: int):
+    """Linux schedules by session first (autogroup): a `nice` job in its own session, as
+    `setsid` starts the queue, still takes an equal share against the user's shell, so the
+    session's group gets the nice value too. Only when the queue leads its own session: the
+    user's terminal session is not touched."""
+    group = pathlib.Path("/proc/self/autogroup")
+    if os.getsid(0) != os.getpid() or not group.exists():
+        return
+    try:
+        group.write_text(f"{nice}\n")
+    except OSError as e:
+        print(f"run_queue: could not lower the session's priority ({e}); jobs run at nice {nice} only", flush=True)
+
+
 def slug(i, cmd):
     return f"{i:02d}-" + re.sub(r"[^A-Za-z0-9=.,-]+", "_", cmd)[:80]
 
@@ -121,6 +137,7 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CPU="1",
                PYTHONPATH=os.pathsep.join(str((snap / d).resolve()) for d in SOURCE_ROOTS),
                PATH=f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}")
+    lower_session_priority(args.nice)
     todo = [(i, c) for i, c in enumerate(jobs) if state.jobs[c].get("status") != "done"]
     print(f"run_queue: {len(todo)} of {len(jobs)} job(s) to run, {args.lanes} at a time, code {snap.name} "
           f"(pgid {os.getpgid(0)}); logs in {logs}", flush=True)

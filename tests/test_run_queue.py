@@ -4,6 +4,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 QUEUE = REPO / "scripts" / "run_queue.py"
@@ -78,3 +80,25 @@ def test_two_queues_started_together_share_one_complete_snapshot(tmp_path):
     snapshots = sorted(p.name for p in (clone / "runs" / "snapshots").iterdir())
     sha = (tmp_path / "a.txt.snapshot").read_text().strip()
     assert snapshots == [sha[:12]]  # one copy, no leftover temporary directory
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/autogroup").exists(), reason="kernel without autogroup scheduling")
+def test_a_queue_in_its_own_session_lowers_the_sessions_priority(tmp_path):
+    # With autogroup, nice only orders processes inside one session: a setsid-started queue
+    # must lower its session's group, or its jobs take half the CPU from the user's shell.
+    queue = tmp_path / "q.txt"
+    queue.write_text(f"cat /proc/self/autogroup > {tmp_path}/group; nice > {tmp_path}/nice\n")
+    ours = pathlib.Path("/proc/self/autogroup").read_text()
+    proc = subprocess.run(["setsid", "-w", sys.executable, str(QUEUE), str(queue), "--nice", "7"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "group").read_text().split()[-2:] == ["nice", "7"]
+    assert (tmp_path / "nice").read_text().strip() == "7"
+    assert pathlib.Path("/proc/self/autogroup").read_text() == ours  # this session untouched
+    # started without setsid (inside this session), the queue leaves the session's group alone
+    inside = tmp_path / "inside.txt"
+    inside.write_text(queue.read_text())
+    proc = subprocess.run([sys.executable, str(QUEUE), str(inside), "--nice", "7"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0 and (tmp_path / "nice").read_text().strip() == "7"
+    assert pathlib.Path("/proc/self/autogroup").read_text() == ours
+    assert (tmp_path / "group").read_text() == ours
