@@ -26,6 +26,7 @@ import dataclasses
 import math
 import os
 import re
+import struct
 from typing import List, Optional
 
 import sacrebleu
@@ -278,14 +279,42 @@ def missing_sentence_ids(ids, expected_sentences=None):
 
 
 def count_split_sentences(data, src, tgt, split="test"):
-    """Sentences in the binarized ``split`` of a fairseq data-bin directory (the expected count)."""
+    """Sentences in the binarized ``split`` of a fairseq data-bin directory (the expected count).
+
+    Read from the index file's header where it is one of fairseq's two binary formats (the
+    row driver calls this once a run, and importing fairseq to read two integers cost 5-7 s a
+    call); any other layout goes through fairseq's own loader, which tells them apart."""
+    prefix = os.path.join(data, f"{split}.{src}-{tgt}.{src}")
+    length = indexed_dataset_length(prefix)
+    if length is not None:
+        return length
     from fairseq.data import data_utils
 
-    prefix = os.path.join(data, f"{split}.{src}-{tgt}.{src}")
     dataset = data_utils.load_indexed_dataset(prefix, None)
     if dataset is None:
         raise ScoringError(f"no binarized {split} split at {prefix}.{{bin,idx}}: prepare the data first")
     return len(dataset)
+
+
+# fairseq.data.indexed_dataset's index headers: magic, then little-endian fields.
+_MMAP_MAGIC = b"MMIDIDX\x00\x00"  # mmap (fairseq-preprocess's default): <Q version 1, <B dtype, <Q length
+_CACHED_MAGIC = b"TNTIDX\x00\x00"  # lazy / cached: <Q version 1, <QQ dtype and element size, <QQ length and s
+
+
+def indexed_dataset_length(prefix):
+    """Number of items in the fairseq indexed dataset ``prefix.{idx,bin}``, from the header of
+    ``prefix.idx``; None where fairseq would not read it as mmap or lazy/cached (a raw text file
+    at ``prefix``, another format, a missing ``.bin``), so the caller can ask fairseq."""
+    idx = prefix + ".idx"
+    if os.path.exists(prefix) or not (os.path.isfile(idx) and os.path.isfile(prefix + ".bin")):
+        return None
+    with open(idx, "rb") as f:
+        head = f.read(48)
+    if head.startswith(_MMAP_MAGIC) and len(head) >= 26 and struct.unpack_from("<Q", head, 9) == (1,):
+        return struct.unpack_from("<Q", head, 18)[0]
+    if head.startswith(_CACHED_MAGIC) and len(head) >= 48 and struct.unpack_from("<Q", head, 8) == (1,):
+        return struct.unpack_from("<Q", head, 32)[0]
+    return None
 
 
 def score_generate_output(path, scheme="tokenized", raw_ref=None, lang="de", expected_sentences=None):
