@@ -66,13 +66,17 @@ def snapshot(rev_file: pathlib.Path, rev: str) -> pathlib.Path:
         # the same commit once shared one ".tmp" and one deleted the other's half-made copy.
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent))
-        archive = subprocess.Popen(["git", "archive", sha], cwd=REPO, stdout=subprocess.PIPE)
-        subprocess.run(["tar", "-x", "-C", str(tmp)], stdin=archive.stdout, check=True)
-        if archive.wait() != 0:
-            die(f"git archive {sha} failed")
-        for name in SHARED_PATHS:
-            (REPO / name).mkdir(exist_ok=True)
-            (tmp / name).symlink_to(REPO / name)
+        try:
+            archive = subprocess.Popen(["git", "archive", sha], cwd=REPO, stdout=subprocess.PIPE)
+            untar = subprocess.run(["tar", "-x", "-C", str(tmp)], stdin=archive.stdout)
+            if archive.wait() != 0 or untar.returncode != 0:
+                die(f"exporting {sha[:12]} into {tmp} failed (git archive | tar): see the lines above")
+            for name in SHARED_PATHS:
+                (REPO / name).mkdir(exist_ok=True)
+                (tmp / name).symlink_to(REPO / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # no half-made snapshot left behind
+            raise
         try:
             tmp.rename(target)
         except OSError:  # another start got there first; its copy is the same commit

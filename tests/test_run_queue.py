@@ -1,5 +1,6 @@
 """scripts/run_queue.py: jobs from a code snapshot, N at a time, state and logs, safe reruns."""
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -69,6 +70,17 @@ def test_two_queues_started_together_share_one_complete_snapshot(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "--shared", str(REPO), str(clone)], check=True)
     (clone / "scripts" / "run_queue.py").write_text(QUEUE.read_text())
+    # a failed export leaves nothing behind and says so in one line
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    (fake / "tar").write_text("#!/bin/sh\ncat > /dev/null; exit 2\n")
+    (fake / "tar").chmod(0o755)
+    failing = tmp_path / "failing.txt"
+    failing.write_text("true\n")
+    proc = subprocess.run([sys.executable, str(clone / "scripts" / "run_queue.py"), str(failing)], cwd=clone,
+                          capture_output=True, text=True, env=dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}"))
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("run_queue: error: exporting ")
+    assert list((clone / "runs" / "snapshots").iterdir()) == []
     starts = []
     for name in ("a", "b", "c"):
         queue = tmp_path / f"{name}.txt"
