@@ -24,8 +24,9 @@ def build(prefix, impl, lengths):
 def test_header_count_equals_fairseqs_loader(tmp_path, impl, lengths):
     prefix = tmp_path / "test.de-en.de"
     build(prefix, impl, lengths)
-    expected = len(data_utils.load_indexed_dataset(str(prefix), None)) if lengths else 0
-    assert expected == len(lengths)
+    expected = len(lengths)
+    if lengths or impl != "mmap":  # fairseq cannot mmap an empty .bin file; the header still says 0
+        assert len(data_utils.load_indexed_dataset(str(prefix), None)) == expected
     assert scoring.indexed_dataset_length(str(prefix)) == expected
     assert scoring.count_split_sentences(str(tmp_path), "de", "en") == expected
 
