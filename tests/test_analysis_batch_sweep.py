@@ -5,6 +5,7 @@ import shlex
 import pytest
 
 from pn_fairseq.cli.analyze import main
+from test_analysis_stats import write_log
 from pn_fairseq.norms import PowerNorm
 
 
@@ -70,18 +71,45 @@ def result(row, bleu):
 
 def test_collect_plots_bleu_per_row(tmp_path, capsys, pn_counts_updates):
     bleu = {("preln", 512): 20.5, ("preln", 4096): 25.0, ("pn", 512): 22.25, ("pn", 4096): 24.0}
+    # the validation loss at the run's last update (300), where its train.log has one; a later
+    # line for the same update wins (a resumed run), and other updates are not taken
+    loss = {("preln", 512): 4.25, ("pn", 512): 4.5, ("pn", 4096): 4.125}
     for (row, micro), value in bleu.items():
         run = tmp_path / "runs" / row / f"mt{micro}"
         run.mkdir(parents=True)
         (run / "results.json").write_text(json.dumps(result(row, value)))
+        if (row, micro) in loss:
+            write_log(run / "train.log", [], valid=[{"valid_loss": "9.0", "valid_num_updates": "300"},
+                                                   {"valid_loss": "5.0", "valid_num_updates": "250"},
+                                                   {"valid_loss": str(loss[(row, micro)]), "valid_num_updates": "300"}])
     assert main(["batch-sweep", "--dataset", "synthetic", "--rows", "preln,pn", "--out", str(tmp_path),
                  "--micro-tokens", "512,1024,4096", "--collect-only"]) == 0
     data = json.loads((tmp_path / "batch-sweep.json").read_text())
     assert (tmp_path / "batch-sweep.png").stat().st_size > 1000
     for row in ("preln", "pn"):
-        points = {p["micro_tokens"]: (p["bleu"], p["update_freq"]) for p in data["rows"][row]}
-        assert points == {512: (bleu[(row, 512)], 8), 1024: (None, 4), 4096: (bleu[(row, 4096)], 1)}
-    assert capsys.readouterr().err.count("no results.json yet") == 2
+        points = {p["micro_tokens"]: (p["bleu"], p["update_freq"], p["valid_loss"]) for p in data["rows"][row]}
+        assert points == {512: (bleu[(row, 512)], 8, loss.get((row, 512))), 1024: (None, 4, None),
+                          4096: (bleu[(row, 4096)], 1, loss.get((row, 4096)))}
+    captured = capsys.readouterr()
+    assert captured.err.count("no results.json yet") == 2
+    assert "| pn | 512 | 8 | 22.25 | 4.500 |" in captured.out and "| preln | 4096 | 1 | 25.00 | — |" in captured.out
+    assert "| pn | 1024 | 4 | — | — |" in captured.out
+
+
+def test_sweep_figure_has_a_loss_panel_where_runs_logged_one(pn_counts_updates):
+    from pn_fairseq.analysis.plotting import plot_batch_sweep
+
+    rows = {"pn": [{"micro_tokens": 512, "bleu": 30.0, "valid_loss": 4.5},
+                   {"micro_tokens": 4096, "bleu": 31.0, "valid_loss": 4.7}],
+            "preln": [{"micro_tokens": 512, "bleu": 29.0, "valid_loss": None},
+                      {"micro_tokens": 4096, "bleu": 31.5, "valid_loss": 4.6}]}
+    fig = plot_batch_sweep({"total_tokens": 4096, "rows": rows}, "t")
+    bleu_ax, loss_ax = fig.axes
+    assert bleu_ax.get_ylim()[0] == 0 and loss_ax.get_ylim()[0] > 4  # the loss axis is not pinned to 0
+    drawn = {line.get_label(): list(zip(line.get_xdata(), line.get_ydata())) for line in loss_ax.get_lines()}
+    assert drawn == {"pn": [(512, 4.5), (4096, 4.7)], "preln": [(4096, 4.6)]}
+    no_loss = {row: [dict(p, valid_loss=None) for p in entry] for row, entry in rows.items()}
+    assert len(plot_batch_sweep({"total_tokens": 4096, "rows": no_loss}, "t").axes) == 1
 
 
 @pytest.mark.parametrize("args, expected", [

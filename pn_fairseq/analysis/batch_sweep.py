@@ -118,25 +118,43 @@ def execute(dataset, runs, dry_run=False, report=None, env=None):
 
 
 def collect(dataset, runs, total_tokens):
-    """BLEU of every planned run from its ``results.json`` (None where it does not exist yet).
+    """BLEU of every planned run from its ``results.json`` (None where it does not exist yet), and
+    the validation loss its ``train.log`` records at the update its checkpoint holds (None where
+    there is none): at this scale BLEU moves with the output length, the loss does not.
 
     Returns ``{"dataset", "total_tokens", "rows": {row: [{"micro_tokens", "update_freq",
-    "run_dir", "bleu", "updates"}]}}``.
+    "run_dir", "bleu", "updates", "valid_loss"}]}}``.
     """
+    from pn_fairseq.evaluation.curves import LogError, parse_validation_log
     from pn_fairseq.evaluation.results import ResultsError, load_result
 
     result = {"dataset": dataset, "total_tokens": total_tokens, "rows": {}}
     for run in runs:
         path = os.path.join(run["run_dir"], "results.json")
-        bleu = updates = None
+        bleu = updates = loss = None
         if os.path.isfile(path):
             try:
                 data = load_result(path)
             except ResultsError as err:
                 raise AnalysisError(str(err)) from None
             bleu, updates = data["bleu_main"], data["updates"]
-        result["rows"].setdefault(run["row"], []).append(dict(run, bleu=bleu, updates=updates))
+            try:
+                loss = dict(parse_validation_log(os.path.join(run["run_dir"], "train.log"))).get(updates)
+            except (OSError, LogError):
+                loss = None
+        result["rows"].setdefault(run["row"], []).append(dict(run, bleu=bleu, updates=updates, valid_loss=loss))
     return result
+
+
+def table(result):
+    """The sweep as Markdown: one line per (row, micro-batch), BLEU and validation loss."""
+    lines = ["| row | micro-batch (tokens) | --update-freq | test BLEU | validation loss |", "|---|---|---|---|---|"]
+    for row, entry in result["rows"].items():
+        for p in entry:
+            bleu = "—" if p["bleu"] is None else f"{p['bleu']:.2f}"
+            loss = "—" if p.get("valid_loss") is None else f"{p['valid_loss']:.3f}"
+            lines.append(f"| {row} | {p['micro_tokens']} | {p['update_freq']} | {bleu} | {loss} |")
+    return "\n".join(lines)
 
 
 def missing(result):

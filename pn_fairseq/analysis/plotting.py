@@ -143,25 +143,30 @@ def plot_embed_svd(result, title):
 
 
 def plot_batch_sweep(result, title):
-    """PowerNorm Fig. 5: BLEU against the micro-batch size, one line per row; BLEU from 0."""
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
-    ax = fig.subplots()
+    """PowerNorm Fig. 5: BLEU against the micro-batch size, one line per row; BLEU from 0. Where
+    the runs logged a validation loss at their last update, a second panel shows it."""
+    points_have_loss = any(p.get("valid_loss") is not None for entry in result["rows"].values() for p in entry)
+    fig = Figure(figsize=(11.5 if points_have_loss else 7.5, 4.8), layout="constrained")
+    axes = fig.subplots(1, 2) if points_have_loss else [fig.subplots()]
     style = styles(list(result["rows"]))
-    for row, entry in result["rows"].items():
-        points = [(p["micro_tokens"], p["bleu"]) for p in entry if p["bleu"] is not None]
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, color=style[row]["color"], marker=style[row]["marker"] or "o", label=row)
-    ax.set_xscale("log", base=2)
     micro = sorted({p["micro_tokens"] for entry in result["rows"].values() for p in entry})
-    ax.set_xticks(micro, [str(m) for m in micro])
-    ax.set_xlabel(f"micro-batch size (tokens; effective batch {result['total_tokens']} tokens "
-                  "via --update-freq)")
-    ax.set_ylabel("test BLEU (points)")
-    bleu_axis(ax)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(_wrap(title, fig.get_figwidth(), 10), fontsize=10)
+    for ax, key, label in zip(axes, ("bleu", "valid_loss"),
+                              ("test BLEU (points)", "validation loss at the last update (base 2)")):
+        for row, entry in result["rows"].items():
+            points = [(p["micro_tokens"], p.get(key)) for p in entry if p.get(key) is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, color=style[row]["color"], marker=style[row]["marker"] or "o", label=row)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(micro, [str(m) for m in micro])
+        ax.set_xlabel(f"micro-batch size (tokens; effective batch {result['total_tokens']} tokens "
+                      "via --update-freq)")
+        ax.set_ylabel(label)
+        if key == "bleu":
+            bleu_axis(ax)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(_wrap(title, fig.get_figwidth(), 10), fontsize=10)
     return fig
 
 

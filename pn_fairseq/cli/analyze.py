@@ -175,6 +175,7 @@ def cmd_batch_sweep(args, report):
     result = batch_sweep.collect(args.dataset, runs, args.total_tokens)
     for run_dir in batch_sweep.missing(result):
         report(f"no results.json yet in {run_dir}: left out of the plot")
+    print(batch_sweep.table(result))
     title = f"{args.dataset}: BLEU vs micro-batch size ({', '.join(args.rows)}; {args.total_tokens}-token updates)"
     _write(args.out, "batch-sweep", plot_batch_sweep(result, title), result)
 
