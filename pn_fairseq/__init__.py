@@ -7,7 +7,8 @@ LR schedulers; allow-lists the classes fairseq checkpoints contain so that torch
 them with ``weights_only=True``; makes fairseq's checkpoint copies atomic; and lists the
 plugin's flags under ``fairseq-* --help``. (The allow-list comes as soon as torch is imported.)
 Until then nothing imports fairseq (nor torch), so the light tools (``pn-score``,
-``pn-results``, ``pn-plot``) start in a fraction of a second (:mod:`pn_fairseq.hooks.after_import`). Inside ``fairseq-*`` commands the import also reports
+``pn-results``, ``pn-plot``) start in a fraction of a second
+(:mod:`pn_fairseq.hooks.after_import`). Inside ``fairseq-*`` commands the import also reports
 bad input in one line and refuses torchrun launches that would train independent copies. The
 layering of the packages: README, "Layout".
 """

@@ -5,8 +5,8 @@ import shlex
 import pytest
 
 from pn_fairseq.cli.analyze import main
-from test_analysis_stats import write_log
 from pn_fairseq.norms import PowerNorm
+from test_analysis_stats import write_log
 
 
 @pytest.fixture

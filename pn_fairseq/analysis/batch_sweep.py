@@ -125,8 +125,7 @@ def collect(dataset, runs, total_tokens):
     Returns ``{"dataset", "total_tokens", "rows": {row: [{"micro_tokens", "update_freq",
     "run_dir", "bleu", "updates", "valid_loss"}]}}``.
     """
-    from pn_fairseq.evaluation.curves import LogError, parse_validation_log
-    from pn_fairseq.evaluation.results import ResultsError, load_result
+    from pn_fairseq.evaluation.results import ResultsError, load_result, valid_loss_at
 
     result = {"dataset": dataset, "total_tokens": total_tokens, "rows": {}}
     for run in runs:
@@ -138,10 +137,7 @@ def collect(dataset, runs, total_tokens):
             except ResultsError as err:
                 raise AnalysisError(str(err)) from None
             bleu, updates = data["bleu_main"], data["updates"]
-            try:
-                loss = dict(parse_validation_log(os.path.join(run["run_dir"], "train.log"))).get(updates)
-            except (OSError, LogError):
-                loss = None
+            loss = valid_loss_at(run["run_dir"], updates)
         result["rows"].setdefault(run["row"], []).append(dict(run, bleu=bleu, updates=updates, valid_loss=loss))
     return result
 

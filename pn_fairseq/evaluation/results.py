@@ -507,13 +507,19 @@ def seeds_section(groups, dataset):
 def final_valid_loss(run):
     """The validation loss a run's ``train.log`` records at the update of its checkpoint, or None
     (no log, no validation at that update)."""
+    return valid_loss_at(run.run_dir, run.result["updates"])
+
+
+def valid_loss_at(run_dir, updates):
+    """The validation loss ``run_dir/train.log`` records at ``updates``, or None (no log, no
+    validation at that update)."""
     from pn_fairseq.evaluation.curves import LogError, parse_validation_log
 
     try:
-        points = dict(parse_validation_log(os.path.join(run.run_dir, "train.log")))
+        points = dict(parse_validation_log(os.path.join(run_dir, "train.log")))
     except (OSError, LogError):
         return None
-    return points.get(run.result["updates"])
+    return points.get(updates)
 
 
 def _valid_loss_cell(runs):
