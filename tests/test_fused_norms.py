@@ -105,9 +105,20 @@ def test_unknown_impl_is_refused():
         build_norm("power", 8, impl="triton")
 
 
+@pytest.fixture
+def threads(request):
+    """torch's intra-op thread count for one test (the kernels split rows over that many), restored after."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("threads", [1, 3], indirect=True, ids=["1-thread", "3-threads"])
 @pytest.mark.parametrize("with_shift", [True, False], ids=["shift", "no-shift"])
-def test_kernel_sums_and_outputs_against_torch(with_shift):
+def test_kernel_sums_and_outputs_against_torch(with_shift, threads):
     # Without a shift the kernels take the real rows' sums as (all rows) - (padding rows).
+    assert torch.get_num_threads() == threads
     torch.manual_seed(1)
     N, C, G, eps = 301, 48, 4, 1e-5  # N not a multiple of the thread count or of the flush block
     x, dy = torch.randn(N, C) * 3, torch.randn(N, C)
