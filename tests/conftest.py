@@ -1,6 +1,7 @@
 """Shared fixtures: seeded inputs with padding, and the repository/shared-data paths."""
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -16,6 +17,13 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import torch  # noqa: E402
+
+# A suite started as a background job (`make test &`, a CI step under nohup) inherits SIGINT
+# ignored, and passes that on to every command; bash cannot trap a signal that was ignored when it
+# started, so the Ctrl-C tests (tests/test_children.py, tests/test_row_reuse.py) would see a script
+# that never stops. Commands started from here get SIGINT's default, as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
