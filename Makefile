@@ -29,7 +29,8 @@ $(STAMP): setup.py
 
 test: install
 	@# Two workers (pytest-xdist): most tests wait on fairseq subprocesses, so 2 cores run them
-	@# side by side (measured: 457 tests in 8 min on 2 cores, a niced training job running beside).
+	@# side by side; more do not help, the subprocesses keep the cores busy (measured on four heavy
+	@# modules: -n 2 285 s, -n 4 307 s, 94% of both cores busy). One thread each: tests/conftest.py.
 	@# --dist loadfile: a module's tests share one worker, so a module-scoped fixture (a trained
 	@# model, a smoke run) is built once, not once per worker (measured: 5 of the 25 slowest
 	@# entries were second copies). --durations: where the 15-minute budget goes.
