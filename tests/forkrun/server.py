@@ -43,6 +43,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sitecustomize import startup_state  # noqa: E402
 
+FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2}
+
 PRELOAD = ("torch", "numpy", "fairseq")
 # Where the root logger stands when the entry's own code starts, in its real process:
 # "pristine" (nothing configured yet: fairseq_cli.train calls basicConfig before it imports
@@ -106,10 +108,12 @@ def _become(request, fds, logging_states, import_env):
         signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
     for name in request["ignored"]:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # blocked by the server across the fork
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(request["cwd"])
+    os.umask(request["umask"])
     os.environ.clear()
     os.environ.update(request["env"])
     for key, value in import_env.items():
@@ -224,7 +228,12 @@ def serve(path):
                     continue
                 sys.stdout.flush()
                 sys.stderr.flush()
+                # Blocked across the fork: a signal the client forwards at once would otherwise
+                # meet the server's own handlers in the child, before _become resets them.
+                signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
                 pid = os.fork()
+                if pid != 0:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
                 if pid == 0:
                     try:
                         signal.set_wakeup_fd(-1)

@@ -38,6 +38,12 @@ def _request():
     return None
 
 
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _run_through_server(path, kind, target):
     import json
     import signal
@@ -47,7 +53,7 @@ def _run_through_server(path, kind, target):
     ignored = [s.name for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP)
                and signal.getsignal(s) == signal.SIG_IGN]
     header = json.dumps({"kind": kind, "target": target, "argv": sys.argv, "env": dict(os.environ),
-                         "cwd": os.getcwd(), "ignored": ignored}).encode()
+                         "cwd": os.getcwd(), "ignored": ignored, "umask": _umask()}).encode()
     # Forwarding starts before the connection: a signal that comes before the command's pid is
     # kept and sent once it is known (or, if the server does not take the command, to this
     # process, which then continues as the command itself).
