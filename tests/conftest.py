@@ -30,9 +30,50 @@ BIN = pathlib.Path(sys.executable).parent
 SHARED = pathlib.Path(os.environ.get("PN_SHARED_DIR", REPO.parent / "shared"))
 
 
+FORKRUN = pathlib.Path(__file__).resolve().parent / "forkrun"
+_forkrun_server = None
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU; skipped where torch.cuda.is_available() is false "
                             "(tests/test_cuda.py, make gpu-check stage b)")
+    # The fairseq commands the tests start run forked from a process that has imported fairseq
+    # (tests/forkrun/server.py says how and what differs); not in xdist's controller, which runs
+    # no test. PN_TEST_REAL_PROCESSES=1: every command as its own process.
+    global _forkrun_server
+    controller = getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+    if controller or os.environ.get("PN_TEST_REAL_PROCESSES", "") not in ("", "0"):
+        return
+    if os.environ.get("PN_TEST_FORKRUN"):
+        return  # a suite inside the suite (gpu-check's stage b): its commands use the outer server
+    import tempfile
+
+    sock = os.path.join(tempfile.mkdtemp(prefix="pn-forkrun-"), "socket")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FORKRUN), os.environ.get("PYTHONPATH")]))
+    os.environ["PN_TEST_FORKRUN"] = sock
+    # Until the server has imported fairseq (~5 s) commands run as their own processes.
+    _forkrun_server = subprocess.Popen([sys.executable, str(FORKRUN / "server.py"), sock], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=open(sock + ".stderr", "w"))
+
+
+def pytest_unconfigure(config):
+    if _forkrun_server is not None:
+        _forkrun_server.terminate()
+        _forkrun_server.wait(timeout=30)
+
+
+@pytest.fixture(autouse=True)
+def _startup_environment():
+    """Undo what a test's in-process code put into the start-up variables (fairseq's iterators set
+    PYTHONWARNINGS in os.environ): every later command would differ from the fork server's, and
+    run as a process of its own."""
+    from forkrun.sitecustomize import STARTUP_PREFIXES
+
+    before = {k: v for k, v in os.environ.items() if k.startswith(STARTUP_PREFIXES)}
+    yield
+    for key in [k for k in os.environ if k.startswith(STARTUP_PREFIXES) and k not in before]:
+        del os.environ[key]
+    os.environ.update(before)
 
 
 @pytest.fixture(autouse=True)
