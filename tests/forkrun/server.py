@@ -41,9 +41,10 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sitecustomize  # noqa: E402
 from sitecustomize import startup_state  # noqa: E402
 
-FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2}
+FORWARDED = {getattr(signal, name) for name in sitecustomize.FORWARDED}  # what the client forwards
 
 PRELOAD = ("torch", "numpy", "fairseq")
 # Where the root logger stands when the entry's own code starts, in its real process:
@@ -103,8 +104,7 @@ def _recv_request(conn):
 
 def _become(request, fds, logging_states, import_env):
     """In the forked child: turn into the requested process and run it; never returns."""
-    for name in ("SIGCHLD", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
-        sig = getattr(signal, name)
+    for sig in FORWARDED | {signal.SIGCHLD}:
         signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
     for name in request["ignored"]:
         signal.signal(getattr(signal, name), signal.SIG_IGN)

@@ -2,8 +2,8 @@
 
 Every Python process a test starts imports this module at start-up. A process that is one of
 the commands in ENTRIES, started with the environment the server was started with (the
-variables read at start-up only: STARTUP_VARS), asks the server to run it instead: it hands over
-its stdin/stdout/stderr, arguments, environment, working directory and ignored signals, forwards
+variables read at start-up only: STARTUP_PREFIXES), asks the server to run it instead: it hands over
+its stdin/stdout/stderr, arguments, environment, working directory, umask and ignored signals, forwards
 the signals it gets, and exits as the command did (its status, or the signal that killed it).
 Anything else (no server, another command, another environment, a refused request) continues
 as the ordinary process it is; this module then costs a few imports of the standard library.
