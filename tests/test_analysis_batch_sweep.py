@@ -90,6 +90,8 @@ def test_collect_plots_bleu_per_row(tmp_path, capsys, pn_counts_updates):
         points = {p["micro_tokens"]: (p["bleu"], p["update_freq"], p["valid_loss"]) for p in data["rows"][row]}
         assert points == {512: (bleu[(row, 512)], 8, loss.get((row, 512))), 1024: (None, 4, None),
                           4096: (bleu[(row, 4096)], 1, loss.get((row, 4096)))}
+        # relative to the JSON's directory: the sweep can be moved (results/ is committed)
+        assert [p["run_dir"] for p in data["rows"][row]] == [f"runs/{row}/mt{m}" for m in (512, 1024, 4096)]
     captured = capsys.readouterr()
     assert captured.err.count("no results.json yet") == 2
     assert "| pn | 512 | 8 | 22.25 | 4.500 |" in captured.out and "| preln | 4096 | 1 | 25.00 | — |" in captured.out

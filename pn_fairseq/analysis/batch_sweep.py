@@ -153,5 +153,13 @@ def table(result):
     return "\n".join(lines)
 
 
+def relative_run_dirs(result, out):
+    """``result`` with each ``run_dir`` relative to ``out`` (where batch-sweep.json lives), so that
+    a sweep directory can be moved or committed and its JSON still points at its runs."""
+    rows = {row: [dict(p, run_dir=os.path.relpath(p["run_dir"], out)) for p in entry]
+            for row, entry in result["rows"].items()}
+    return dict(result, rows=rows)
+
+
 def missing(result):
     return [p["run_dir"] for entry in result["rows"].values() for p in entry if p["bleu"] is None]

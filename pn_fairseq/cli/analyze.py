@@ -177,7 +177,7 @@ def cmd_batch_sweep(args, report):
         report(f"no results.json yet in {run_dir}: left out of the plot")
     print(batch_sweep.table(result))
     title = f"{args.dataset}: BLEU vs micro-batch size ({', '.join(args.rows)}; {args.total_tokens}-token updates)"
-    _write(args.out, "batch-sweep", plot_batch_sweep(result, title), result)
+    _write(args.out, "batch-sweep", plot_batch_sweep(result, title), batch_sweep.relative_run_dirs(result, args.out))
 
 
 def cmd_epochs(args, report):
