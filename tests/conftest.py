@@ -52,14 +52,24 @@ def pytest_configure(config):
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FORKRUN), os.environ.get("PYTHONPATH")]))
     os.environ["PN_TEST_FORKRUN"] = sock
     # Until the server has imported fairseq (~5 s) commands run as their own processes.
-    _forkrun_server = subprocess.Popen([sys.executable, str(FORKRUN / "server.py"), sock], stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.DEVNULL, stderr=open(sock + ".stderr", "w"))
+    with open(sock + ".stderr", "w") as err:  # the server holds its own copy
+        _forkrun_server = subprocess.Popen([sys.executable, str(FORKRUN / "server.py"), sock],
+                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
 
 
 def pytest_unconfigure(config):
-    if _forkrun_server is not None:
-        _forkrun_server.terminate()
-        _forkrun_server.wait(timeout=30)
+    if _forkrun_server is None:
+        return
+    died = _forkrun_server.poll()
+    _forkrun_server.terminate()
+    _forkrun_server.wait(timeout=30)
+    sock = os.environ["PN_TEST_FORKRUN"]
+    if died:
+        # Commands fell back to real processes after this; say why rather than lose it.
+        sys.stderr.write(f"forkrun server exited {died} during the run:\n{open(sock + '.stderr').read()[-3000:]}")
+    import shutil
+
+    shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
