@@ -161,6 +161,15 @@ def test_figure2_layout_a_panel_per_optimizer_and_lr_a_line_per_warmup(tmp_path)
     assert [[line["label"] for line in p["lines"]] for p in spec["panels"]][0] == [
         "warm-up T = 4000", "warm-up T = 500", "no warm-up (T = 1)"]
     assert _lines_per_panel(out / "epochs.json") == [3, 3, 1, 1]
+    # one y range per metric across the panels, so lr_max 5e-4 and 1e-3 compare by eye
+    from pn_fairseq.analysis import epoch_figures
+
+    fig = epoch_figures.plot(spec, "t")
+    bleu_5e4, loss_5e4, bleu_1e3, loss_1e3 = (fig.axes[i] for i in (0, 2, 1, 3))
+    assert bleu_1e3.get_ylim() == bleu_5e4.get_ylim() and bleu_5e4.get_ylim()[1] >= 34
+    assert loss_1e3.get_ylim() == loss_5e4.get_ylim()
+    alone = epoch_figures.plot(dict(spec, share_y=False), "t").axes
+    assert alone[1].get_ylim() != alone[0].get_ylim()  # the data alone would give them different ranges
 
 
 def test_layout_without_its_rows_says_which_rows(tmp_path):

@@ -112,7 +112,8 @@ def panels(runs, layout):
             groups = [(None, [(r, " ".join(ROWS[r["row"]][:2]) + f", lr {ROWS[r['row']][2]}, {ROWS[r['row']][3]}")
                               for r in members])]
     drawn = {id(r) for _, lines in groups for r, _ in lines}
-    out = {"grid": (2, len(groups)) if layout == "figure2" else (1, 2), "panels": [],
+    # Figure 2's panels are read side by side (lr_max 5e-4 against 1e-3): one y axis per metric.
+    out = {"grid": (2, len(groups)) if layout == "figure2" else (1, 2), "share_y": layout == "figure2", "panels": [],
            "left_out": [r["label"] for r in runs if id(r) not in drawn]}
     for g, (title, lines) in enumerate(groups):
         for m, (metric, axis_label) in enumerate(METRICS):
@@ -134,9 +135,9 @@ def plot(spec, title):
     """The :func:`panels` spec drawn: a matplotlib Figure (no pyplot)."""
     nrows, ncols = spec["grid"]
     fig = Figure(figsize=(5.2 * ncols, 3.6 * nrows + 0.6), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey="row" if spec.get("share_y") else False)
     for panel in spec["panels"]:
-        ax = axes[panel["pos"]]
+        ax = axes[tuple(panel["pos"])]  # a list after a JSON round trip
         for i, line in enumerate(panel["lines"]):
             color = row_color(line["color_key"])
             ax.plot(line["epochs"], line["values"], color=color, ls=line["style"], marker="o", ms=3, label=line["label"])
