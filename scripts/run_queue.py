@@ -115,7 +115,7 @@ def lower_session_priority(nice: int):
     try:
         group.write_text(f"{nice}\n")
     except OSError as e:
-        print(f"run_queue: could not lower the session's priority ({e}); jobs run at nice {nice} only", flush=True)
+        print(f"run_queue: could not lower the session's priority ({e}); jobs run at nice +{nice} only", flush=True)
 
 
 def slug(i, cmd):
@@ -127,7 +127,8 @@ def main():
     ap.add_argument("queue", type=pathlib.Path)
     ap.add_argument("--lanes", type=int, default=2, help="jobs at a time (default 2)")
     ap.add_argument("--snapshot", default="HEAD", help="the commit to run (first start only; default HEAD)")
-    ap.add_argument("--nice", type=int, default=10)
+    ap.add_argument("--nice", type=int, default=10, help="added to the niceness the queue starts at (nice -n), "
+                    "and the niceness of its session's scheduling group when it leads its own session")
     args = ap.parse_args()
     if not args.queue.is_file():
         die(f"no queue file {args.queue}")
