@@ -70,6 +70,7 @@ id, one per line: ``test.hyp.txt`` (the D- lines of ``generate-test.txt``) and
 ``generate-test.txt`` for a run that predates them and writes them there, atomically.
 """
 import contextlib
+import functools
 import dataclasses
 import os
 from typing import List, Optional
@@ -257,6 +258,21 @@ def _resampled_scores(metric, lines, references, idxs):
     return stats, np.array([metric._compute_score_from_stats(stats[i].sum(0)).score for i in idxs])
 
 
+@functools.lru_cache(maxsize=64)
+def _resampled_scores_of(metric_factory, lines, references, n_samples, seed):
+    """:func:`_resampled_scores` on sacrebleu's resamples, remembered: ``pn-results --baseline``
+    scores the baseline's texts against every row, and each row's texts for its pair and again for
+    the pooled test (60 scorings of 18 texts for 5 rows x 3 seeds). ``lines``, ``references``:
+    tuples. Returns (statistics, scores, the metric's signature); the arrays are read-only, being
+    shared."""
+    idxs = _resample_indices(len(references), n_samples, seed)
+    metric = metric_factory()
+    stats, scores = _resampled_scores(metric, list(lines), list(references), idxs)
+    stats.setflags(write=False)
+    scores.setflags(write=False)
+    return stats, scores, str(metric.get_signature())
+
+
 def _p_value(diffs, observed):
     """sacrebleu's paired-bootstrap p (``_compute_p_value`` on the centred absolute differences)."""
     abs_diffs = np.abs(diffs)
@@ -294,10 +310,9 @@ def paired_bootstrap(baseline, system, references, metric_factory=scoring.tokeni
     bl, sy = scores[name]
 
     # The same resamples again, to get the distribution of the difference that sacrebleu does not return.
-    idxs = _resample_indices(len(references), n_samples, seed)
-    metric = metric_factory()
-    bl_stats, bl_scores = _resampled_scores(metric, baseline, references, idxs)
-    sy_stats, sy_scores = _resampled_scores(metric, system, references, idxs)
+    refs = tuple(references)
+    bl_stats, bl_scores, _ = _resampled_scores_of(metric_factory, tuple(baseline), refs, n_samples, seed)
+    sy_stats, sy_scores, _ = _resampled_scores_of(metric_factory, tuple(system), refs, n_samples, seed)
     diffs = sy_scores - bl_scores
     p_check = _p_value(diffs, sy.score - bl.score)
     if abs(p_check - sy.p_value) > 1e-9:
@@ -337,12 +352,11 @@ def pooled_bootstrap(pairs, metric_factory=scoring.tokenized_metric, n_samples=N
                                     "reference lines")
     if not references:
         raise SignificanceError("empty test set")
-    idxs = _resample_indices(len(references), n_samples, seed)
-    metric = metric_factory()
+    metric, refs = metric_factory(), tuple(references)
     bl_bleu, sy_bleu, bl_scores, sy_scores, identical = [], [], [], [], True
     for baseline, system, _ in pairs:
-        bl_stats, bl = _resampled_scores(metric, list(baseline), references, idxs)
-        sy_stats, sy = _resampled_scores(metric, list(system), references, idxs)
+        bl_stats, bl, signature = _resampled_scores_of(metric_factory, tuple(baseline), refs, n_samples, seed)
+        sy_stats, sy, _ = _resampled_scores_of(metric_factory, tuple(system), refs, n_samples, seed)
         # the whole test set's BLEU from the same sentence statistics, as corpus_score computes it
         # (integer counts, so the float32 sums are exact; python ints keep the score in float64)
         bl_bleu.append(metric._compute_score_from_stats(bl_stats.sum(0).astype(np.int64).tolist()).score)
@@ -361,7 +375,7 @@ def pooled_bootstrap(pairs, metric_factory=scoring.tokenized_metric, n_samples=N
         ci_low=ci_low, ci_high=ci_high, p_value=p_value, p_value_sacrebleu=p_sacrebleu,
         significant=p_value < ALPHA, baseline_mean=baseline_mean, baseline_ci=baseline_ci,
         system_mean=system_mean, system_ci=system_ci, sentences=len(references) * len(pairs),
-        n_samples=n_samples, bootstrap_seed=seed, signature=str(metric.get_signature()),
+        n_samples=n_samples, bootstrap_seed=seed, signature=signature,
     )
 
 
