@@ -70,8 +70,8 @@ id, one per line: ``test.hyp.txt`` (the D- lines of ``generate-test.txt``) and
 ``generate-test.txt`` for a run that predates them and writes them there, atomically.
 """
 import contextlib
-import functools
 import dataclasses
+import functools
 import os
 from typing import List, Optional
 
