@@ -190,6 +190,7 @@ def test_a_run_outside_the_layout_is_named_not_dropped_silently(tmp_path):
         "every run)" in proc.stderr
     spec = json.loads((out / "epochs.json").read_text())
     assert spec["left_out"] == ["postln-nowarmup"]
+    assert "postln-nowarmup" not in spec["title"] and "postln-radam" in spec["title"]  # titled by what it draws
     assert [line["row"] for line in spec["panels"][0]["lines"]] == list(FIG4)
 
 

@@ -191,8 +191,9 @@ def cmd_epochs(args, report):
     spec = epoch_figures.panels(runs, args.layout)
     for label in spec["left_out"]:
         report(f"{label}: not one of {args.layout}'s rows, left out of the figure (--layout runs draws every run)")
-    title = f"Validation BLEU and loss per epoch ({args.layout}): {_title_list(r['label'] for r in runs)}"
-    _write(args.out, "epochs", epoch_figures.plot(spec, title), spec)
+    drawn = [r["label"] for r in runs if r["label"] not in spec["left_out"]]
+    spec["title"] = f"Validation BLEU and loss per epoch ({args.layout}): {_title_list(drawn)}"
+    _write(args.out, "epochs", epoch_figures.plot(spec, spec["title"]), spec)
 
 
 def cmd_report(args, report):
