@@ -194,6 +194,21 @@ def test_a_run_outside_the_layout_is_named_not_dropped_silently(tmp_path):
     assert [line["row"] for line in spec["panels"][0]["lines"]] == list(FIG4)
 
 
+def test_a_long_title_stays_inside_the_figure(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from pn_fairseq.analysis.epoch_figures import collect, panels, plot
+
+    rows = [*FIG2, "postln-lr1e-3-warmup500", "postln-lr1e-3-nowarmup"]  # Figure 2's Adam grid, six lines
+    runs = [_fake_run(tmp_path, "multi30k-preln", row, [1, 2, 3], [5, 4, 3.9]) for row in rows]
+    title = "validation BLEU and loss per epoch (figure2): " + ", ".join(rows)
+    fig = plot(panels(collect([(None, str(r)) for r in runs]), "figure2"), title)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    box, page = fig._suptitle.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1, (box, page)
+    assert " ".join(fig._suptitle.get_text().split()) == title  # wrapped, nothing dropped
+
+
 def test_report_includes_the_epoch_figures(tmp_path):
     for row, b in FIG2.items():
         _fake_run(tmp_path / "checkpoints", "multi30k-preln", row, b, [5.0, 4.5, 4.0])

@@ -15,6 +15,7 @@ The numbers: :mod:`pn_fairseq.analysis.epoch_scores` (the run's train.log).
 """
 import os
 import re
+import textwrap
 
 from matplotlib.figure import Figure
 
@@ -149,7 +150,9 @@ def plot(spec, title):
             bleu_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, handlelength=3.5)
-    fig.suptitle(title, fontsize=11)
+    # The title lists every run drawn: six rows of Figure 2 run past a 2-panel width on one line
+    # (11 pt is about 14 characters an inch; 12 leaves a margin).
+    fig.suptitle(textwrap.fill(title, width=int(12 * fig.get_figwidth())), fontsize=11)
     return fig
 
 
