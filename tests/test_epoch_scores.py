@@ -209,6 +209,23 @@ def test_a_long_title_stays_inside_the_figure(tmp_path):
     assert " ".join(fig._suptitle.get_text().split()) == title  # wrapped, nothing dropped
 
 
+def test_legend_gives_a_scaled_runs_own_warmup_beside_the_papers(tmp_path):
+    from pn_fairseq.analysis.epoch_figures import collect, panels
+
+    scaled = _fake_run(tmp_path / "m", "multi30k-preln", "postln-warmup4k", [1, 2, 3], [5, 4, 3.9])
+    (scaled / "train.cmd").write_text("fairseq-train data --lr 5e-4 --warmup-updates 440 --max-epoch 15\n")
+    short = _fake_run(tmp_path / "m", "multi30k-preln", "postln-warmup500", [1, 2, 3], [5, 4, 3.9])
+    (short / "train.cmd").write_text("fairseq-train data --warmup-updates=55\n")
+    paper = _fake_run(tmp_path / "i", "preln", "postln-warmup4k", [1, 2, 3], [5, 4, 3.9])
+    (paper / "train.cmd").write_text("fairseq-train data --warmup-updates 4000\n")
+    bare = _fake_run(tmp_path / "b", "preln", "postln-nowarmup", [1, 2, 3], [5, 4, 3.9])  # no train.cmd
+    labels = lambda runs, layout: [line["label"] for line in panels(collect(runs), layout)["panels"][0]["lines"]]
+    assert labels([(None, str(scaled)), (None, str(short)), (None, str(bare))], "figure2") == [
+        "warm-up T = 4000 (440 updates here)", "warm-up T = 500 (55 updates here)", "no warm-up (T = 1)"]
+    assert labels([(None, str(paper))], "figure2") == ["warm-up T = 4000"]
+    assert labels([(None, str(scaled))], "figure4") == ["Post-LN Adam, lr 5e-4, warm-up T = 4000 (440 updates here)"]
+
+
 def test_report_includes_the_epoch_figures(tmp_path):
     for row, b in FIG2.items():
         _fake_run(tmp_path / "checkpoints", "multi30k-preln", row, b, [5.0, 4.5, 4.0])

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from pn_fairseq.evaluation.figures import bleu_axis, row_color
 
 from . import AnalysisError
-from .epoch_scores import EpochScoresError, epoch_scores, require_bleu
+from .epoch_scores import EpochScoresError, epoch_scores, log_path, require_bleu
 
 # row -> (norm, optimizer, lr_max, schedule, palette row, layouts). The schedule names the
 # paper's update counts; the Multi30k rows scale them (configs/multi30k-preln/common.conf).
@@ -76,8 +76,31 @@ def collect(runs, need_bleu=True):
         except EpochScoresError as err:
             raise AnalysisError(str(err)) from None
         row, group = row_and_group(label, path)
-        out.append({"label": label, "path": path, "row": row, "group": group, "scores": scores})
+        out.append({"label": label, "path": path, "row": row, "group": group, "scores": scores,
+                    "warmup_updates": warmup_updates(path)})
     return out
+
+
+def warmup_updates(run):
+    """The run's ``--warmup-updates`` from the ``train.cmd`` beside its log (scripts/run_row.sh
+    writes it), or None. The rows' labels give the paper's T; a scaled run (Multi30k: 440 for 4000)
+    says its own beside it."""
+    cmd = os.path.join(os.path.dirname(log_path(run)), "train.cmd")
+    try:
+        with open(cmd) as f:
+            found = re.findall(r"--warmup-updates[ =](\d+)", f.read())
+    except OSError:
+        return None
+    return int(found[-1]) if found else None
+
+
+def _schedule_label(run):
+    label = ROWS[run["row"]][3]
+    paper = re.search(r"T = (\d+)", label)
+    here = run.get("warmup_updates")
+    if paper and here is not None and int(paper.group(1)) != here:
+        label = label.replace(paper.group(0), f"{paper.group(0)} ({here} updates here)")
+    return label
 
 
 def _line_label(run, name, runs):
@@ -107,10 +130,10 @@ def panels(runs, layout):
                 if key not in keys:
                     keys.append(key)
             keys.sort(key=lambda k: FIGURE2_PANELS.index(k) if k in FIGURE2_PANELS else len(FIGURE2_PANELS))
-            groups = [(f"Post-LN, {opt}, lr_max {lr}", [(r, ROWS[r["row"]][3]) for r in members
+            groups = [(f"Post-LN, {opt}, lr_max {lr}", [(r, _schedule_label(r)) for r in members
                                                          if ROWS[r["row"]][1:3] == (opt, lr)]) for opt, lr in keys]
         else:
-            groups = [(None, [(r, " ".join(ROWS[r["row"]][:2]) + f", lr {ROWS[r['row']][2]}, {ROWS[r['row']][3]}")
+            groups = [(None, [(r, " ".join(ROWS[r["row"]][:2]) + f", lr {ROWS[r['row']][2]}, {_schedule_label(r)}")
                               for r in members])]
     drawn = {id(r) for _, lines in groups for r, _ in lines}
     # Figure 2's panels are read side by side (lr_max 5e-4 against 1e-3): one y axis per metric.
