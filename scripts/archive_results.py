@@ -15,7 +15,7 @@ import pathlib
 import shutil
 import sys
 
-KEEP = ("results.json", "scores.json", "train.done", "train.cmd")
+KEEP = ("results.json", "scores.json", "scores.last.json", "train.done", "train.cmd")
 
 
 def copy(src: pathlib.Path, dst: pathlib.Path, text: str = None):

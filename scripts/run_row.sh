@@ -3,7 +3,7 @@
 # Usage: scripts/run_row.sh DATASET ROW   (the per-row scripts under scripts/ call this)
 # Hyper-parameters: configs/DATASET/common.conf + configs/DATASET/ROW.conf.
 # Environment overrides (README "One command per table row"): DATA SAVE_DIR MAX_UPDATE MAX_EPOCH
-# UPDATE_FREQ SEED SEEDS EXTRA_ARGS CPU=1 NPROC DRY_RUN=1 LOG_INTERVAL ALLOW_BLEU_MISMATCH=1;
+# UPDATE_FREQ SEED SEEDS EXTRA_ARGS CPU=1 NPROC DRY_RUN=1 LOG_INTERVAL ALLOW_BLEU_MISMATCH=1 SCORE_LAST=1;
 # each is checked before anything is created.
 # A rerun reuses what matches what is asked: results.json records the training command and the
 # decoding settings it answers, train.done the command of a finished training (train.cmd that of
@@ -48,6 +48,7 @@ NPROC=${NPROC:-1}
 DRY_RUN=${DRY_RUN:-0}
 LOG_INTERVAL=${LOG_INTERVAL:-50}
 ALLOW_BLEU_MISMATCH=${ALLOW_BLEU_MISMATCH:-0}
+SCORE_LAST=${SCORE_LAST:-${DEFAULT_SCORE_LAST:-0}}
 positive() {  # NAME VALUE EXAMPLE
   [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1=$2 is not a positive integer (e.g. $1=$3)"
 }
@@ -63,6 +64,7 @@ positive LOG_INTERVAL "$LOG_INTERVAL" 50
 switch CPU "$CPU" "trains and decodes on the CPU"
 switch DRY_RUN "$DRY_RUN" "prints the commands and runs none"
 switch ALLOW_BLEU_MISMATCH "$ALLOW_BLEU_MISMATCH" "accepts fairseq's and sacrebleu's BLEU disagreeing"
+switch SCORE_LAST "$SCORE_LAST" "also scores checkpoint_last.pt beside the averaged checkpoint"
 
 # SEEDS=1,2,3: this script once per seed, with SEED=k SAVE_DIR=<run dir>/seed<k> and SEEDS unset,
 # i.e. exactly the run a plain `SEED=k SAVE_DIR=<run dir>/seed<k>` call makes (resumed, or
@@ -299,13 +301,39 @@ else
   mv "$GEN_OUT.tmp" "$GEN_OUT"
 fi
 
-score_cmd=(pn-score --gen-output "$GEN_OUT" --scheme "$SCORING" --lang "$TGT" --json "$SAVE_DIR/scores.json")
-[[ $SCORING == wmt ]] && score_cmd+=(--raw-ref "$RAW_REF")
-if [[ $DRY_RUN != 1 ]]; then
-  score_cmd+=(--expected-sentences "$($PYTHON -m pn_fairseq.cli.row_results count-test "$DATA" "$SRC" "$TGT")")
+# score GEN_OUT JSON: pn-score with the row's scheme, checking every test sentence came back.
+score() {
+  local cmd=(pn-score --gen-output "$1" --scheme "$SCORING" --lang "$TGT" --json "$2")
+  [[ $SCORING == wmt ]] && cmd+=(--raw-ref "$RAW_REF")
+  [[ $DRY_RUN != 1 ]] && cmd+=(--expected-sentences "$($PYTHON -m pn_fairseq.cli.row_results count-test "$DATA" "$SRC" "$TGT")")
+  [[ $ALLOW_BLEU_MISMATCH == 1 ]] && cmd+=(--allow-mismatch)
+  run "${cmd[@]}"
+}
+score "$GEN_OUT" "$SAVE_DIR/scores.json"
+
+# SCORE_LAST=1 (a recipe that averages): the last checkpoint decoded and scored too, with the same
+# settings, into generate-test.last.txt / scores.last.json, recorded in results.json as
+# "last_checkpoint" (what averaging buys; pn-results --averaging compares them).
+last_args=()
+if [[ $SCORE_LAST == 1 ]] && (( n_avg >= 2 )); then
+  last_gen=() prev=""
+  for arg in "${gen_cmd[@]}"; do
+    [[ $prev == --path ]] && arg=$SAVE_DIR/checkpoint_last.pt
+    last_gen+=("$arg") prev=$arg
+  done
+  LAST_OUT=$SAVE_DIR/generate-test.last.txt
+  if [[ $DRY_RUN == 1 ]]; then
+    echo "$(show "${last_gen[@]}") > $(printf '%q' "$LAST_OUT")"
+  else
+    log "decoding the test set with checkpoint_last.pt too (SCORE_LAST=1)"
+    cleanup+=("$LAST_OUT.tmp")
+    fg_child "${last_gen[@]}" > "$LAST_OUT.tmp" 2> "$SAVE_DIR/generate-test.last.log" \
+      || { tail -20 "$SAVE_DIR/generate-test.last.log" >&2; rm -f "$LAST_OUT.tmp"; die "fairseq-generate failed on checkpoint_last.pt (log: $SAVE_DIR/generate-test.last.log)"; }
+    mv "$LAST_OUT.tmp" "$LAST_OUT"
+  fi
+  score "$LAST_OUT" "$SAVE_DIR/scores.last.json"
+  last_args=(--last-scores "$SAVE_DIR/scores.last.json")
 fi
-[[ $ALLOW_BLEU_MISMATCH == 1 ]] && score_cmd+=(--allow-mismatch)
-run "${score_cmd[@]}"
 
 # row_results also writes the sorted hypotheses and references beside results.json
 # (test.hyp.txt, test.ref.txt; WMT14 also the detokenized ones): what pn-results compares.
@@ -320,5 +348,5 @@ run "$PYTHON" -m pn_fairseq.cli.row_results write --scores "$SAVE_DIR/scores.jso
   "${decoding_args[@]}" --seed "$SEED" --gen-output "$GEN_OUT" "${texts_args[@]}" \
   --train-command="$signature" --max-update="$MAX_UPDATE" --max-epoch="$MAX_EPOCH" \
   --recipe-max-update="${DEFAULT_MAX_UPDATE:-}" --recipe-max-epoch="${DEFAULT_MAX_EPOCH:-}" \
-  --extra-args="$EXTRA_ARGS" --update-freq "$UPDATE_FREQ" --nproc "$NPROC" --output "$RESULTS"
+  --extra-args="$EXTRA_ARGS" --update-freq "$UPDATE_FREQ" --nproc "$NPROC" "${last_args[@]}" --output "$RESULTS"
 [[ $DRY_RUN == 1 ]] || log "done: $RESULTS"

@@ -56,6 +56,10 @@ def write_results(args):
         result.update(run_settings(args))
     if texts is not None:
         result["texts"] = texts
+    if args.last_scores:
+        with open(args.last_scores) as f:
+            last = json.load(f)
+        result["last_checkpoint"] = {"bleu": last["bleu"], "bleu_main": last["bleu_main"]}
     results.write_result(args.output, result)
     print(json.dumps(result, indent=2))
 
@@ -135,6 +139,8 @@ def main(argv=None):
     w.add_argument("--seed", type=int, help="the run's training seed (recorded in results.json)")
     w.add_argument("--gen-output", help="fairseq-generate output: write the sorted texts beside results.json")
     w.add_argument("--raw-ref", help="with --gen-output: raw references (WMT14), for the detokenized texts")
+    w.add_argument("--last-scores", help="pn-score --json of checkpoint_last.pt when an average was scored: "
+                   "recorded as results.json's last_checkpoint")
     w.add_argument("--lang", default="de", help="target language for Moses detokenization (default: %(default)s)")
     t = sub.add_parser("texts")
     t.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

@@ -156,6 +156,9 @@ def validate_result(data, path):
     for key, ok, expected in checks:
         if not ok(data[key]):
             raise ResultsError(f"{path}: '{key}' must be {expected}, got {data[key]!r}")
+    last = data.get("last_checkpoint")  # optional: SCORE_LAST=1 runs (scripts/run_row.sh)
+    if last is not None and not (isinstance(last, dict) and _is_number(last.get("bleu_main"))):
+        raise ResultsError(f"{path}: 'last_checkpoint' must be an object with a number 'bleu_main', got {last!r}")
     return data
 
 

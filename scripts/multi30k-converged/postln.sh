@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# multi30k to convergence (issue 36), row postln: configs/multi30k/postln.conf's model, configs/multi30k-converged/common.conf's schedule.
+exec "$(dirname "$0")/../run_row.sh" multi30k-converged postln "$@"
