@@ -126,12 +126,11 @@ def test_check_run_names_what_is_wrong(tmp_path, counters, updates, losses, over
 
 
 def _gpu_context(tmp_path, elapsed, budget=480.0, speeds=(12.0, 10.0, 11.0, 9.0, 12.0, 10.0, 11.0, 9.0)):
-    import time
-
     from pn_fairseq.gpucheck.runner import GPU, Context
 
+    # A clock that stands still: elapsed() is exactly ``elapsed`` however long the test takes.
     ctx = Context(out=tmp_path, smoke=False, sizes=GPU, data=tmp_path, budget_s=budget,
-                  start=time.monotonic() - elapsed)
+                  start=1000.0, clock=lambda: 1000.0 + elapsed)
     ctx.results["c"] = {f"run{i}": {"updates_per_s": v} for i, v in enumerate(speeds)}
     ctx.results["c"]["seconds"] = 50.0
     return ctx
@@ -143,9 +142,9 @@ def test_stage_e_trains_for_the_time_left_at_the_speed_stage_c_measured(tmp_path
     ctx = _gpu_context(tmp_path, elapsed=200.0)
     updates, how = size_updates(ctx, 12)
     per_process = 10.5 * 8 / 12  # median of stage c's 8 runs, the GPU shared by 12 instead of 8
-    left = 480.0 - 200.0 - EVAL_RESERVE_S  # 205 s (a second less by the time it is computed)
+    left = 480.0 - 200.0 - EVAL_RESERVE_S  # 205 s
     assert updates == 1400 == int(left * per_process) // 100 * 100
-    assert "7.0 updates/s per process (stage c: 10.5 with 8 processes)" in how
+    assert how == "205 s left for training x 7.0 updates/s per process (stage c: 10.5 with 8 processes)"
 
 
 def test_stage_e_refuses_to_start_what_cannot_finish_in_the_budget(tmp_path):
@@ -153,5 +152,7 @@ def test_stage_e_refuses_to_start_what_cannot_finish_in_the_budget(tmp_path):
     from pn_fairseq.gpucheck.table import size_updates
 
     ctx = _gpu_context(tmp_path, elapsed=440.0)
-    with pytest.raises(StageFailed, match=r"fewer than 300 updates; run stage e alone: --stages e"):
+    # 480 - 440 - 75 s of reserve: nothing left to train
+    with pytest.raises(StageFailed, match=r"^440 s of the 480 s budget are gone: 0 s left to train at 7\.0 updates/s "
+                                          r"allow fewer than 300 updates; run stage e alone: --stages e"):
         size_updates(ctx, 12)
