@@ -81,10 +81,15 @@ def build_parser():
 
     p = add("epochs", "validation BLEU and loss against the epoch (Pre-LN paper Fig. 2 and 4), from runs "
             "trained with --eval-bleu (the Pre-LN rows)")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directory (its train.log) or log file; LABEL=RUN names it")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directory (its train.log) or log file, or a row "
+                   "directory holding seed<k>/ run directories; LABEL=RUN names it")
     p.add_argument("--layout", choices=("figure2", "figure4", "runs"), default="runs",
                    help="figure2: a panel per optimizer/lr_max, a line per warm-up; figure4: Pre-LN vs Post-LN "
                    "vs RAdam; runs: a line per run (default: %(default)s)")
+    p.add_argument("--band", choices=("min-max", "std", "none"), default="min-max",
+                   help="the seed<k> runs of one row directory drawn as their mean per epoch with a band: the "
+                   "seeds' min-max, or mean +- std (n - 1); none: a line per seed (default: %(default)s). An "
+                   "epoch some seeds lack is averaged over those that have it, with an open marker")
 
     p = add("report", "one self-contained HTML page (OUT/report.html) of everything under DIR")
     p.add_argument("dir", metavar="DIR", help="experiment directory (run directories, figures)")
@@ -185,14 +190,30 @@ def cmd_epochs(args, report):
     from pn_fairseq.analysis.logs import run_labels
     from pn_fairseq.analysis.epoch_scores import format_table
 
-    runs = epoch_figures.collect(run_labels(args.runs))
+    pairs, notes = epoch_figures.expand_row_dirs(run_labels(args.runs))
+    for note in notes:
+        report(note)
+    runs = epoch_figures.collect(pairs)
     for run in runs:
         print(f"{run['label']} ({run['row'] or 'row unknown'}):\n{format_table(run['scores'])}")
+    runs = epoch_figures.group_seeds(runs, args.band)
+    for run in runs:
+        if "seed_scores" not in run:
+            continue
+        band = "min-max" if args.band == "min-max" else "mean ± std"
+        print(f"{run['label']}: mean of {len(run['seeds'])} seeds ({', '.join(run['seeds'])}), band {band}:\n"
+              f"{epoch_figures.format_seed_table(run)}")
+        note = epoch_figures.partial_note(epoch_figures.seed_stats(run["seed_scores"], "loss", args.band),
+                                          len(run["seeds"]))
+        if note:
+            report(f"{run['label']}: {note}: those epochs' mean and band are over the seeds that have them "
+                   "(open markers)")
     spec = epoch_figures.panels(runs, args.layout)
     for label in spec["left_out"]:
         report(f"{label}: not one of {args.layout}'s rows, left out of the figure (--layout runs draws every run)")
     drawn = [r["label"] for r in runs if r["label"] not in spec["left_out"]]
     spec["title"] = f"Validation BLEU and loss per epoch ({args.layout}): {_title_list(drawn)}"
+    spec["band"] = args.band
     _write(args.out, "epochs", epoch_figures.plot(spec, spec["title"]), spec)
 
 
