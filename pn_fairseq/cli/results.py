@@ -3,6 +3,9 @@
 Runs of the same row and dataset (one per seed) are grouped into mean, standard deviation and
 seed count; every row is compared with the baseline row (``--baseline``, default ``preln``
 where a dataset has it) by sacrebleu's paired bootstrap.
+Where runs also scored their last checkpoint (results.json ``last_checkpoint``, SCORE_LAST=1), a
+table per dataset compares it with the averaged one: averaged BLEU, last-checkpoint BLEU and their
+difference, mean ± std over seeds.
 
 The ``results.json`` contract, collection, seeds and rendering: :mod:`pn_fairseq.evaluation.results`;
 the significance tests: :mod:`pn_fairseq.evaluation.significance`.

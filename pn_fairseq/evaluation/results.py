@@ -36,6 +36,10 @@ rerun compares (:mod:`pn_fairseq.evaluation.row_state`): ``train_command``, ``de
 ``max_epoch`` and the recipe's ``recipe_max_update`` / ``recipe_max_epoch``, ``extra_args``,
 ``update_freq``, ``nproc``, ``settings_match_recipe`` and ``recipe_differences``. A run whose
 ``settings_match_recipe`` is false is marked :data:`OFF_RECIPE` in the table, with a footnote.
+A run that also scored its last checkpoint beside the averaged one (scripts/run_row.sh
+``SCORE_LAST=1``) records ``last_checkpoint``: ``{"bleu": {...}, "bleu_main": N}`` as above; where any
+run of a dataset has it, the report adds a table of the averaged against the last checkpoint
+(:func:`averaging_section`).
 
 Seeds
 -----
@@ -573,11 +577,82 @@ def significance_sections(comparison):
     return sections
 
 
+def _mean_std(values):
+    """``mean ± std`` (n - 1; the mean alone for one value), or MISSING for none."""
+    if not values:
+        return MISSING
+    text = f"{statistics.fmean(values):.2f}"
+    return text + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
+
+
+def averaging_rows(groups, dataset):
+    """What averaging buys, per row of ``dataset`` whose runs scored their last checkpoint too
+    (results.json ``last_checkpoint``, scripts/run_row.sh SCORE_LAST=1): ``[{"row", "averaged_checkpoints":
+    [N per seed], "seeds": [{"seed", "averaged", "last", "delta"}], "not_scored": [seed], "averaged",
+    "last", "delta": {"mean", "std"}}]`` (delta: averaged minus last, per seed; std n - 1, None for one
+    seed). Empty when no run of the dataset has ``last_checkpoint``."""
+    out = []
+    for row in ROWS:
+        group = groups.get((row, dataset))
+        if group is None:
+            continue
+        pairs = [(run, run.result["last_checkpoint"]["bleu_main"]) for run in group.runs
+                 if run.result.get("last_checkpoint") is not None]
+        if not pairs:
+            continue
+        seeds = [{"seed": run.seed, "averaged": run.result["bleu_main"], "last": last,
+                  "delta": run.result["bleu_main"] - last} for run, last in pairs]
+
+        def stats(key):
+            values = [s[key] for s in seeds]
+            return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
+
+        out.append({"row": row, "averaged_checkpoints": [run.result.get("averaged_checkpoints") for run, _ in pairs],
+                    "seeds": seeds, "not_scored": [run.seed for run in group.runs
+                                                   if run.result.get("last_checkpoint") is None],
+                    "averaged": stats("averaged"), "last": stats("last"), "delta": stats("delta")})
+    return out
+
+
+def averaging_section(groups, dataset):
+    """The averaged checkpoint against the last one, a row per table row (mean ± std over the seeds
+    that scored both), or None when no run of ``dataset`` scored its last checkpoint."""
+    rows = averaging_rows(groups, dataset)
+    if not rows:
+        return None
+    section = Section(
+        f"{DATASETS[dataset]}: averaged checkpoint against the last one",
+        ["row", "seeds", "checkpoints averaged", "averaged BLEU", "last-checkpoint BLEU", "Δ averaged − last",
+         "per seed (seed: averaged / last, Δ)"],
+        text="Both decoded with the row's beam and length penalty and scored alike (scripts/run_row.sh "
+        "SCORE_LAST=1: checkpoint_last.pt beside the average); Δ is each seed's averaged minus last BLEU, "
+        "mean ± standard deviation (n - 1) over the seeds that scored both.")
+    for r in rows:
+        per_seed = [f"{_seed_text(s['seed'])}: {s['averaged']:.2f} / {s['last']:.2f}, {s['delta']:+.2f}"
+                    for s in r["seeds"]]
+        per_seed += [f"{_seed_text(seed)}: last not scored" for seed in r["not_scored"]]
+        averaged = sorted({MISSING if n is None else str(n) for n in r["averaged_checkpoints"]})
+        delta = r["delta"]
+        delta_text = f"{delta['mean']:+.2f}" + (f" ± {delta['std']:.2f}" if delta["std"] is not None else "")
+        section.rows.append([r["row"], str(len(r["seeds"])), ", ".join(averaged),
+                             _mean_std([s["averaged"] for s in r["seeds"]]), _mean_std([s["last"] for s in r["seeds"]]),
+                             delta_text, "; ".join(per_seed)])
+    missing = [row for row in ROWS if (row, dataset) in groups and groups[(row, dataset)].runs
+               and row not in {r["row"] for r in rows}]
+    if missing:
+        section.items.append(f"no scored last checkpoint: {', '.join(missing)} (averaged fewer than 2 "
+                             "checkpoints, or ran without SCORE_LAST=1)")
+    return section
+
+
 def dataset_sections(groups, dataset, comparison):
-    """Per dataset: the seeds table (when there are several seeds or some are lacking), and the
-    significance tables of ``comparison`` (None: no tests)."""
+    """Per dataset: the seeds table (when there are several seeds or some are lacking), the averaged
+    against the last checkpoint (when some run scored both), and the significance tables of
+    ``comparison`` (None: no tests)."""
     seeds = seeds_section(groups, dataset)
-    return ([seeds] if seeds else []) + (significance_sections(comparison) if comparison else [])
+    averaging = averaging_section(groups, dataset)
+    return ([seeds] if seeds else []) + ([averaging] if averaging else []) + \
+        (significance_sections(comparison) if comparison else [])
 
 
 def compare_all(table, baseline=None):
@@ -669,6 +744,7 @@ def summary_json(table, comparisons=None, orphans=()):
     return {
         "rows": [table[(row, dataset)].as_dict() for row in ROWS for dataset in DATASETS if (row, dataset) in table],
         "significance": [comparisons[d] for d in DATASETS if comparisons and d in comparisons],
+        "averaging": {d: rows for d in DATASETS if (rows := averaging_rows(table, d))},
         "unfinished": [dataclasses.asdict(u) for u in orphans],
     }
 
