@@ -1,4 +1,5 @@
 """Expected sizes (and their README table), the final checks and prep.json."""
+import argparse
 import re
 import struct
 
@@ -47,8 +48,11 @@ def test_expect_argument():
     assert _parse_expect("iwslt14") is checks.EXPECTED_SIZES["iwslt14"]
     assert _parse_expect("train=5,valid=2,test=1") == {
         "train": checks.Expected(5), "valid": checks.Expected(2), "test": checks.Expected(1)}
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^bad --expect item 'dev=3': use a dataset name or "
+                                                         r"train=N,valid=N,test=N$"):
         _parse_expect("dev=3")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^bad --expect item 'train=five'"):
+        _parse_expect("train=five")
 
 
 def _stage(directory, counts, idx_counts=None):

@@ -11,6 +11,7 @@ from fairseq import options, tasks
 
 from pn_fairseq.norms import build_norm, dummy_batch_context
 from pn_fairseq.norms.base import NormBase
+from pn_fairseq.norms.power_norm import PowerNorm
 from pn_fairseq.tasks import TranslationPNTask
 
 from conftest import REPO
@@ -194,6 +195,9 @@ def test_translation_pn_task_dummy_batch_and_aborted_step(arch, data_bin):
     assert any(not torch.equal(moved[k], state[k]) for k in state)
     counters = [k for k in moved if k.endswith("num_batches_tracked")]
     assert all(int(moved[k]) == int(state[k]) + 1 for k in counters)
-    for m in model.modules():
-        if hasattr(m, "_num_updates"):
-            assert m._num_updates == 7 and m.k == int(moved[counters[0]])
+    pns = [m for m in model.modules() if isinstance(m, PowerNorm)]
+    assert bool(pns) == (arch == "transformer_pn"), [type(m).__name__ for m in model.modules()]
+    for m in pns:
+        assert m._num_updates == 7 and m.k == int(moved[counters[0]])
+        # update 7 >= --warmup-updates 2: past the warm-up (counting forward calls, k = 2, would not be)
+        assert m.warmup_updates == 2 and m.in_warmup(m.k) == (False, False)
