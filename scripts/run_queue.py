@@ -18,12 +18,29 @@ finished one, so rerunning the queue is always safe. Progress: one line per star
 ``QUEUE.state.json`` holds each job's status, exit code and wall time; logs in
 ``queue/<queue name>/`` beside QUEUE (``runs/queue/table1/`` for ``runs/table1.txt``). Pause all jobs (to benchmark): ``kill -STOP -<pgid>``, resume with
 ``-CONT``; the pgid is printed at start.
+
+What survives a machine: checkpoints live in the ignored ``checkpoints/`` and go with the
+machine; ``scripts/archive_results.py checkpoints/X results/X`` keeps each finished run's
+results.json (and log records) in the repository, at the same path under ``results/`` as its
+run directory under ``checkpoints/``. Each start therefore looks up every row command's run
+directories (``[VAR=value ...] [bash] scripts/<dataset>/<row>.sh``: SAVE_DIR, else the row
+scripts' ``checkpoints/<dataset>/<row>``; SEEDS=1,2 adds ``seed<k>/``) and says, before running:
+
+* archived: ``results/<run dir>/results.json`` exists (for the same run directory and the seed,
+  MAX_EPOCH, MAX_UPDATE, UPDATE_FREQ, EXTRA_ARGS the line sets) and the run has no checkpoints
+  here: skipped, since the row script would train it again from update 0 (``--archive DIR``
+  names another archive; a line whose runs are only partly archived runs, with a warning);
+* resumes: ``checkpoint_last.pt`` exists (the row script continues from it);
+* lost, starting over: the state file says the job was started (or done) before, but it has
+  neither checkpoint_last.pt nor results.json here nor in the archive (a new machine, or a
+  run stopped before its first checkpoint). A job the state file calls done is run again then.
 """
 import argparse
 import json
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,6 +55,114 @@ SOURCE_ROOTS = (".", "data-prep")  # setup.py's package directories, relative to
 
 def die(msg):
     sys.exit(f"run_queue: error: {msg}")
+
+
+_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)
+_ROW_SCRIPT = re.compile(r"(?:\./)?scripts/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)\.sh")
+# results.json keys of the settings a queue line may set (pn_fairseq/cli/row_results.py writes them).
+_RECORDED = {"SEED": "seed", "MAX_EPOCH": "max_epoch", "MAX_UPDATE": "max_update", "UPDATE_FREQ": "update_freq",
+             "EXTRA_ARGS": "extra_args"}
+
+
+def row_command(cmd):
+    """``(env, [run dir relative to checkpoints/])`` of a queue line that runs one row script, or
+    None: not a row command, or one whose run directories a plain reading cannot tell (shell
+    expansions, several commands, a SAVE_DIR outside checkpoints/)."""
+    if any(c in cmd for c in "$`;&|<>(){}*?~\n"):
+        return None
+    try:
+        words = shlex.split(cmd)
+    except ValueError:
+        return None
+    env = {}
+    while words and _ASSIGNMENT.fullmatch(words[0]):
+        name, value = _ASSIGNMENT.fullmatch(words.pop(0)).groups()
+        env[name] = value
+    if words[:1] == ["bash"]:
+        words.pop(0)
+    match = _ROW_SCRIPT.fullmatch(words[0]) if words else None
+    if match is None:
+        return None
+    dataset, row = match.groups()
+    base = env.get("SAVE_DIR") or f"checkpoints/{dataset}/{row}"  # scripts/run_row.sh's default
+    if os.path.isabs(base):
+        return None  # absolute: not the snapshot's checkpoints/ link
+    parts = pathlib.PurePosixPath(os.path.normpath(base)).parts
+    if len(parts) < 2 or parts[0] != "checkpoints":
+        return None
+    rel = pathlib.PurePosixPath(*parts[1:])
+    seeds = [s for s in env.get("SEEDS", "").split(",") if s]
+    return env, [rel / f"seed{s}" for s in seeds] if seeds else [rel]
+
+
+def archived(archive: pathlib.Path, rel, env):
+    """``(results.json path, None)`` if the archive holds this run's result, ``(None, why not)``
+    if it holds one of other settings, ``(None, None)`` if none."""
+    path = archive / rel / "results.json"
+    if not path.is_file():
+        return None, None
+    try:
+        result = json.loads(path.read_text())
+    except ValueError:
+        return None, f"{path} is not JSON"
+    run_dir = os.path.normpath(str(result.get("run_dir", "")))
+    if run_dir != f"checkpoints/{rel}" and not run_dir.endswith(f"/checkpoints/{rel}"):
+        return None, f"{path} is of {run_dir}, not checkpoints/{rel}"
+    for var, key in _RECORDED.items():
+        if var in env and str(result.get(key)) != env[var]:
+            return None, f"{path} has {key} {result.get(key)!r}, the line sets {var}={env[var]}"
+    return path, None
+
+
+def survey(jobs, state, archive: pathlib.Path, checkpoints: pathlib.Path):
+    """What each job's runs left here and in the archive: ``{cmd: "archived" | "run"}``, and one
+    line per job worth saying (archived, resumes, lost, settings differ)."""
+    plan, lines = {}, []
+    for i, cmd in enumerate(jobs):
+        old = state.jobs[cmd]
+        parsed = row_command(cmd)
+        if parsed is None:
+            plan[cmd] = "skip" if old.get("status") == "done" else "run"
+            continue
+        env, rels = parsed
+        kinds, found, notes = [], [], []
+        for rel in rels:
+            here = checkpoints / rel
+            path, why = archived(archive, rel, env)
+            if why:
+                notes.append(f"run_queue: note [{i}] archive not used: {why}")
+            if (here / "results.json").is_file():
+                kinds.append("finished")
+            elif (here / "checkpoint_last.pt").is_file():
+                kinds.append("resumes")
+            elif path is not None:
+                kinds.append("archived")
+                found.append(path)
+            elif old.get("status") in ("running", "done", "failed"):  # started by an earlier start
+                kinds.append("lost")
+            else:
+                kinds.append("new")
+        lines += notes
+        if all(k == "archived" for k in kinds):
+            plan[cmd] = "archived"
+            lines.append(f"run_queue: archived [{i}] {cmd}: {', '.join(map(str, found))} (no checkpoints here; "
+                         "not rerun)")
+            continue
+        plan[cmd] = "skip" if old.get("status") == "done" and all(k == "finished" for k in kinds) else "run"
+        for rel, kind in zip(rels, kinds):
+            where = checkpoints / rel
+            if kind == "resumes":
+                lines.append(f"run_queue: resumes [{i}] {cmd}: from {where / 'checkpoint_last.pt'}")
+            elif kind == "lost":
+                had = ("has a train.log but no checkpoint (stopped in its first epoch)" if (where / "train.log").is_file()
+                       else "has neither checkpoint_last.pt nor results.json")
+                lines.append(f"run_queue: lost [{i}] {cmd}: started before (state: {old.get('status')}"
+                             f"{', ' + old['started'] if old.get('started') else ''}) but {where} {had}, and "
+                             f"{archive / rel} no results.json: starting over")
+            elif kind == "archived":
+                lines.append(f"run_queue: warning [{i}] {cmd}: {archive / rel} is archived but the line's other "
+                             "runs are not: the row script trains it again (one line per seed keeps it)")
+    return plan, lines
 
 
 def read_queue(path: pathlib.Path):
@@ -129,7 +254,11 @@ def main():
     ap.add_argument("--snapshot", default="HEAD", help="the commit to run (first start only; default HEAD)")
     ap.add_argument("--nice", type=int, default=10, help="added to the niceness the queue starts at (nice -n), "
                     "and the niceness of its session's scheduling group when it leads its own session")
+    ap.add_argument("--archive", type=pathlib.Path, help="where finished runs are archived, at their path under "
+                    "checkpoints/ (default: this checkout's results/, as scripts/archive_results.py writes it)")
     args = ap.parse_args()
+    if args.archive is not None and not args.archive.is_dir():
+        die(f"--archive {args.archive}: no such directory")
     if not args.queue.is_file():
         die(f"no queue file {args.queue}")
     if args.lanes < 1:
@@ -143,9 +272,17 @@ def main():
                PYTHONPATH=os.pathsep.join(str((snap / d).resolve()) for d in SOURCE_ROOTS),
                PATH=f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}")
     lower_session_priority(args.nice)
-    todo = [(i, c) for i, c in enumerate(jobs) if state.jobs[c].get("status") != "done"]
+    plan, notes = survey(jobs, state, args.archive or REPO / "results", REPO / "checkpoints")
+    for cmd, what in plan.items():
+        if what == "archived" and state.jobs[cmd].get("status") != "archived":
+            state.update(cmd, status="archived")
+    todo = [(i, c) for i, c in enumerate(jobs) if plan[c] == "run"]
+    skipped = sum(what == "archived" for what in plan.values())
     print(f"run_queue: {len(todo)} of {len(jobs)} job(s) to run, {args.lanes} at a time, code {snap.name} "
-          f"(pgid {os.getpgid(0)}); logs in {logs}", flush=True)
+          f"(pgid {os.getpgid(0)}); logs in {logs}" + (f"; {skipped} archived, not rerun" if skipped else ""),
+          flush=True)
+    for line in notes:
+        print(line, flush=True)
     lock = threading.Lock()
     failed = []
 

@@ -124,3 +124,119 @@ def test_a_queue_in_its_own_session_lowers_the_sessions_priority(tmp_path):
     assert proc.returncode == 0 and (tmp_path / "nice").read_text().strip() == niced
     assert pathlib.Path("/proc/self/autogroup").read_text() == ours
     assert (tmp_path / "group").read_text() == ours
+
+
+def _module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_queue", QUEUE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_row_lines_run_directories_are_the_row_scripts_own(tmp_path):
+    """The queue reads a line's run directories as the row script will choose them (its DRY_RUN=1
+    --save-dir), and a finished run's archive sits at the same path under results/ (the archived runs)."""
+    rq = _module()
+    lines = rq.read_queue(REPO / "scripts" / "queues" / "converged.txt") + ["SEEDS=1,2 bash scripts/multi30k/pn.sh"]
+    env = dict(os.environ, DRY_RUN="1", PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}")
+    for line in lines:
+        _, rels = rq.row_command(line)
+        out = subprocess.run(["bash", "-c", line], cwd=REPO, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        saved = [w.split()[0] for w in out.stdout.split("--save-dir ")[1:]]
+        saved = [os.path.relpath(os.path.join(REPO, s), REPO / "checkpoints") for s in saved]
+        assert saved and sorted(set(saved)) == sorted(map(str, rels)), line
+    for line in ("cd / && bash scripts/multi30k/pn.sh", "SAVE_DIR=$HOME/x bash scripts/multi30k/pn.sh",
+                 "SAVE_DIR=/tmp/x bash scripts/multi30k/pn.sh", "SAVE_DIR=runs/x bash scripts/multi30k/pn.sh",
+                 "echo scripts/multi30k/pn.sh", "true"):
+        assert rq.row_command(line) is None, line
+    archived = sorted((REPO / "results").glob("multi30k*/**/results.json"))
+    assert len(archived) >= 20  # results/multi30k/<row>/seed<k>, results/multi30k-preln/<row>
+    for path in archived:
+        rel = path.parent.relative_to(REPO / "results")
+        assert rq.archived(REPO / "results", rel, {}) == (path, None)
+    found, why = rq.archived(REPO / "results", archived[0].parent.relative_to(REPO / "results"), {"SEED": "99"})
+    assert found is None and "the line sets SEED=99" in why
+
+
+FAKE_ROW = """#!/usr/bin/env bash
+# A row script that trains nothing: marks that it ran and leaves a finished run, as run_row.sh would.
+base=${SAVE_DIR:-checkpoints/fake/$(basename "$0" .sh)}
+if [[ -n ${SEEDS:-} ]]; then dirs=(); for s in ${SEEDS//,/ }; do dirs+=("$base/seed$s"); done; else dirs=("$base"); fi
+for d in "${dirs[@]}"; do mkdir -p "$d"; echo ran >> "$d/ran"; echo '{}' > "$d/results.json"; done
+"""
+
+
+def test_on_a_new_machine_the_queue_skips_what_is_archived_and_names_what_was_lost(tmp_path):
+    # A clone stands for the new machine: no checkpoints/, its own results/ archive, fake row scripts.
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--shared", str(REPO), str(clone)], check=True)
+    (clone / "scripts" / "run_queue.py").write_text(QUEUE.read_text())
+    for row in ("row", "other"):
+        (clone / "scripts" / "fake").mkdir(exist_ok=True)
+        (clone / "scripts" / "fake" / f"{row}.sh").write_text(FAKE_ROW)
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(git + ["add", "scripts"], check=True)
+    subprocess.run(git + ["commit", "-qm", "fake rows"], check=True)
+
+    def archive(rel, **fields):
+        (clone / "results" / rel).mkdir(parents=True)
+        (clone / "results" / rel / "results.json").write_text(json.dumps(fields))
+
+    archive("fake/row/seed1", run_dir="/old/runs/snapshots/0123456789ab/checkpoints/fake/row/seed1", seed=1)
+    archive("fake/row/seed6", run_dir="checkpoints/fake/row/seed6", seed=1)  # not what the line asks for
+    archive("fake/other", run_dir="checkpoints/fake/other", seed=1)
+    archive("fake/multi/seed7", run_dir="checkpoints/fake/multi/seed7", seed=7)
+    (clone / "checkpoints" / "fake" / "row" / "seed4").mkdir(parents=True)
+    (clone / "checkpoints" / "fake" / "row" / "seed4" / "train.log").write_text("epoch 1 ...\n")
+    (clone / "checkpoints" / "fake" / "row" / "seed5").mkdir(parents=True)
+    (clone / "checkpoints" / "fake" / "row" / "seed5" / "checkpoint_last.pt").write_bytes(b"")
+    jobs = [f"SEED={k} SAVE_DIR=checkpoints/fake/row/seed{k} bash scripts/fake/row.sh" for k in range(1, 7)]
+    jobs += ["bash scripts/fake/other.sh", "SEEDS=7,8 SAVE_DIR=checkpoints/fake/multi bash scripts/fake/row.sh",
+             f"echo plain > {tmp_path}/plain"]
+    queue = tmp_path / "q.txt"
+    queue.write_text("\n".join(jobs) + "\n")
+    # what the state file beside the queue says of an earlier start (seed 3: never started)
+    (tmp_path / "q.txt.state.json").write_text(json.dumps({
+        jobs[1]: {"status": "running", "started": "2026-01-01 00:00:00"}, jobs[3]: {"status": "done", "rc": 0}}))
+
+    def start(*args):
+        proc = subprocess.run([sys.executable, str(clone / "scripts" / "run_queue.py"), str(queue), *args], cwd=clone,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    out = start()
+    ck, res = clone / "checkpoints" / "fake", clone / "results" / "fake"
+    assert "run_queue: 7 of 9 job(s) to run" in out and "; 2 archived, not rerun" in out
+    assert f"run_queue: archived [0] {jobs[0]}: {res}/row/seed1/results.json (no checkpoints here; not rerun)" in out
+    assert (f"run_queue: lost [1] {jobs[1]}: started before (state: running, 2026-01-01 00:00:00) but {ck}/row/seed2 "
+            f"has neither checkpoint_last.pt nor results.json, and {res}/row/seed2 no results.json: starting over") in out
+    assert "[2]" not in out.split("job(s) to run")[1].split("run_queue: start")[0]  # new: nothing to say
+    assert f"run_queue: lost [3] {jobs[3]}: started before (state: done) but {ck}/row/seed4 has a train.log but " \
+        "no checkpoint (stopped in its first epoch)" in out
+    assert f"run_queue: resumes [4] {jobs[4]}: from {ck}/row/seed5/checkpoint_last.pt" in out
+    assert (f"run_queue: note [5] archive not used: {res}/row/seed6/results.json has seed 1, the line sets SEED=6"
+            in out)
+    assert f"run_queue: archived [6] {jobs[6]}: {res}/other/results.json" in out
+    assert f"run_queue: warning [7] {jobs[7]}: {res}/multi/seed7 is archived but the line's other runs are not" in out
+    ran = sorted(str(p.parent.relative_to(ck)) for p in ck.rglob("ran"))
+    assert ran == ["multi/seed7", "multi/seed8", "row/seed2", "row/seed3", "row/seed4", "row/seed5", "row/seed6"]
+    assert (tmp_path / "plain").read_text() == "plain\n"
+    state = json.loads((tmp_path / "q.txt.state.json").read_text())
+    assert [state[j]["status"] for j in jobs] == ["archived", "done", "done", "done", "done", "done", "archived",
+                                                  "done", "done"]
+    # a second start: the finished runs are done, the archived ones still skipped
+    out = start()
+    assert "run_queue: 0 of 9 job(s) to run" in out and "; 2 archived, not rerun" in out
+    # another archive (here an empty one) holds neither: those two run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = start("--archive", empty)
+    assert "run_queue: 2 of 9 job(s) to run" in out and "lost" not in out
+    assert (ck / "row" / "seed1" / "ran").is_file() and (ck / "other" / "ran").is_file()
+    proc = subprocess.run([sys.executable, str(clone / "scripts" / "run_queue.py"), str(queue), "--archive",
+                           tmp_path / "nowhere"], cwd=clone, capture_output=True, text=True)
+    assert proc.returncode != 0 and proc.stderr.strip() == f"run_queue: error: --archive {tmp_path / 'nowhere'}: no such directory"
