@@ -10,7 +10,7 @@ Until then nothing imports fairseq (nor torch), so the light tools (``pn-score``
 ``pn-results``, ``pn-plot``) start in a fraction of a second
 (:mod:`pn_fairseq.hooks.after_import`). Inside ``fairseq-*`` commands the import also reports
 bad input in one line and refuses torchrun launches that would train independent copies. The
-layering of the packages: README, "Layout".
+layering of the packages: docs/development.md "Layout".
 """
 
 from .hooks.after_import import call_after_import
@@ -36,8 +36,8 @@ def _register_with_fairseq():
 
     # The modules that register, not their packages: when a package's first line (`import
     # fairseq`) set this off, the package is still half-run and importing it again gives nothing.
-    from .tasks import translation_pn  # noqa: F401
-    from .models import transformer_pn, architectures  # noqa: F401
+    from .tasks import translation_pn, language_modeling_pn, masked_lm_pn  # noqa: F401
+    from .models import transformer_pn, architectures, transformer_lm_pn, lm_architectures  # noqa: F401
     from .optim import epoch_step, preln_schedules, radam  # noqa: F401
 
     from .hooks.help import register_help_hook

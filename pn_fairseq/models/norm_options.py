@@ -28,6 +28,7 @@ NORM_DEFAULTS = {
     "dyt_alpha_init": 0.5,
     "deepnorm": False,
     "fixnorm": False,
+    "pn_causal": False,
 }
 
 BATCH_STAT_NORMS = ("batch", "power_v", "power")
@@ -54,6 +55,11 @@ def add_norm_args(parser):
                         "normalize by the batch statistic (with --update-freq U: all U micro-batches of each), "
                         "and psi2 is a cumulative average during the first N-1; a layer used alone counts training "
                         "forward calls instead (default: --warmup-updates)")
+    g.add_argument("--pn-causal", action="store_true", default=None,
+                   help="PN in a causal stack (language models): the forward never divides by the current batch's "
+                        "statistic, also during --pn-warmup-updates (then it divides by the running average of earlier "
+                        "batches), so no position's output depends on later tokens of its sequence "
+                        "(docs/language-models.md)")
     g.add_argument("--pn-groups", type=int,
                    help="PN group scaling: each position's channels in this many groups divided by their RMS "
                         "first (default: the attention heads for --norm-variant reference, as the released "
@@ -83,8 +89,9 @@ def add_norm_args(parser):
     add_fixnorm_args(g)
 
 
-def fill_norm_defaults(args):
-    """Give every norm flag a value (old checkpoints and plain Namespaces lack some)."""
+def fill_norm_defaults(args, causal_stack=False):
+    """Give every norm flag a value (old checkpoints and plain Namespaces lack some).
+    ``causal_stack``: a language model, whose builder warns about batch statistics itself."""
     for key, value in NORM_DEFAULTS.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -97,7 +104,7 @@ def fill_norm_defaults(args):
             "PN warm-up (%d updates, --pn-warmup-updates or --warmup-updates) is longer than --max-update %d: "
             "PN normalizes by batch statistics for the whole run and never uses its running statistic; "
             "lower --pn-warmup-updates or raise --max-update", args.pn_warmup_updates, max_update)
-    if args.decoder_norm_type in BATCH_STAT_NORMS:
+    if args.decoder_norm_type in BATCH_STAT_NORMS and not causal_stack:
         logger.warning(
             "--decoder-norm-type %s: batch statistics in the decoder mix positions across time in "
             "training, which incremental decoding cannot reproduce (train/test mismatch); the "
@@ -127,6 +134,8 @@ def build_side_norm(cfg, side: str, embed_dim: int, heads: int):
             warmup_updates=cfg.pn_warmup_updates,
             groups=cfg.pn_groups if cfg.pn_groups is not None else (heads if cfg.norm_variant == "reference" else 0),
         )
+        if getattr(cfg, "pn_causal", False):
+            options["causal"] = True
     else:
         raise PNUserError(f"unknown --{'' if side == 'encoder' else 'decoder-'}norm-type {name!r}; "
                          f"valid choices: {', '.join(NORM_CHOICES)}")
