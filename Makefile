@@ -52,7 +52,7 @@ bench: install
 	$(PY) bench/bench_decode.py --fixed-length 20 $(BENCH_DECODE_ARGS)
 	$(PY) bench/bench_startup.py
 
-# Offline installs (README "Install"): every package beyond torch into $(WHEELHOUSE), for this
+# Offline installs (docs/gpus-and-scale.md "Installing on an offline GPU node"): every package beyond torch into $(WHEELHOUSE), for this
 # Python (default) or PYTHON_VERSION=3.12 (manylinux x86_64 wheels); HAVE=FILE leaves out what the
 # target already has. On the target: bash scripts/wheelhouse.sh install --wheelhouse DIR.
 WHEELHOUSE ?= wheelhouse
@@ -60,7 +60,7 @@ wheelhouse: install
 	PY=$(PY) bash scripts/wheelhouse.sh download --dest $(WHEELHOUSE) \
 	  $(if $(PYTHON_VERSION),--python-version $(PYTHON_VERSION)) $(if $(HAVE),--have $(HAVE))
 
-# README "GPU check": environment, CUDA tests, mixed precision, CUDA speed, a Multi30k table
+# docs/gpus-and-scale.md "GPU check": environment, CUDA tests, mixed precision, CUDA speed, a Multi30k table
 # (GPU_CHECK_SMOKE=1: the same stages on CPU, tiny). No install dependency: on an offline node
 # the venv comes from scripts/wheelhouse.sh install. Arguments: GPU_CHECK_ARGS.
 gpu-check:

@@ -27,7 +27,7 @@ CASES = {
     "row_results count-test --help": [sys.executable, "-m", "pn_fairseq.cli.row_results", "count-test", "--help"],
 }
 BASELINE = "import fairseq"
-# The light tools' target: well under the fairseq import they used to pay (README, "Speed").
+# The light tools' target: well under the fairseq import they used to pay (docs/speed.md).
 LIGHT = ("pn-score --help", "pn-results --help", "pn-plot --help", "row_results count-test --help")
 TARGET = 0.25
 

@@ -3,8 +3,8 @@
 
 Usage: python scripts/archive_results.py SRC DEST   (e.g. checkpoints/multi30k results/multi30k)
 
-Checkpoints live in the ignored ``checkpoints/`` and are lost with the machine; the README's
-tables must stay reproducible from files that exist. For every run directory under SRC with a
+Checkpoints live in the ignored ``checkpoints/`` and are lost with the machine; the
+tables of docs/results.md must stay reproducible from files that exist. For every run directory under SRC with a
 ``results.json``, this copies to the same relative place under DEST: ``results.json``,
 ``scores.json``, the sorted hypotheses and references ``pn-results`` compares
 (``test.*.txt``), ``train.done`` / ``train.cmd``, and the JSON records of ``train.log``

@@ -2,7 +2,7 @@
 # Run one table row end to end: train -> average -> generate -> score -> results.json.
 # Usage: scripts/run_row.sh DATASET ROW   (the per-row scripts under scripts/ call this)
 # Hyper-parameters: configs/DATASET/common.conf + configs/DATASET/ROW.conf.
-# Environment overrides (README "One command per table row"): DATA SAVE_DIR MAX_UPDATE MAX_EPOCH
+# Environment overrides (docs/rows.md "One command per table row"): DATA SAVE_DIR MAX_UPDATE MAX_EPOCH
 # UPDATE_FREQ SEED SEEDS EXTRA_ARGS CPU=1 NPROC DRY_RUN=1 LOG_INTERVAL ALLOW_BLEU_MISMATCH=1 SCORE_LAST=1;
 # each is checked before anything is created.
 # A rerun reuses what matches what is asked: results.json records the training command and the
@@ -12,7 +12,7 @@
 # NPROC=N trains on N data-parallel workers, always passed as --distributed-world-size N (fairseq's
 # default is every visible GPU): on GPU fairseq spawns them itself; with CPU=1 this script starts
 # one process per rank (gloo, legacy_ddp), rank 0 logging to train.log and rank R to
-# train.rankR.log (README "Scale: update frequency, several workers, resume").
+# train.rankR.log (docs/gpus-and-scale.md "Scale: update frequency, several workers, resume").
 # SEEDS=1,2,3 runs the row once per seed, SEED=k into $SAVE_DIR/seed<k>/.
 set -euo pipefail
 shopt -s extglob nullglob
@@ -286,7 +286,7 @@ else
 fi
 
 # --required-batch-size-multiple 1: fairseq main drops a last batch that is not a
-# multiple of it (default 8), i.e. the longest test sentences (README, Troubleshooting).
+# multiple of it (default 8), i.e. the longest test sentences (docs/troubleshooting.md).
 gen_cmd=(fairseq-generate "$DATA" --user-dir "$REPO/pn_fairseq" --path "$CKPT" "${LANGS[@]}"
   --gen-subset test --beam "$BEAM" --lenpen "$LENPEN" --remove-bpe --batch-size 128
   --required-batch-size-multiple 1 "${cpu_flag[@]}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Offline installs for machines without package access (README "Install": an offline GPU node).
+# Offline installs for machines without package access (docs/gpus-and-scale.md "Installing on an offline GPU node").
 #
 #   scripts/wheelhouse.sh download [--dest DIR] [--python-version X.Y] [--platform TAG]... [--have FILE]
 #       On a machine with package access: everything pn_fairseq needs beyond torch, as wheels

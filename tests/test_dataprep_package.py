@@ -45,7 +45,7 @@ def test_module_command_line(tmp_path):
 @pytest.mark.skipif(not (PROJECT_VENV_BIN / "fairseq-preprocess").exists(),
                     reason="no project .venv (make install) in this checkout")
 def test_script_finds_project_venv_without_activation(tmp_path):
-    """The README's command with the venv neither activated nor on PATH, and a python on PATH
+    """data-prep/README.md's command with the venv neither activated nor on PATH, and a python on PATH
     that cannot run the helpers (as a system python without sacremoses)."""
     impostor = tmp_path / "other-bin"
     impostor.mkdir()

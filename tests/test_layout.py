@@ -1,4 +1,4 @@
-"""The package layering README's "Layout" describes, read off every import statement.
+"""The package layering docs/development.md "Layout" describes, read off every import statement.
 
 Bottom to top: ``pn_common`` (standard library only), then ``pn_dataprep`` and the plugin, which
 never import each other; inside ``pn_fairseq`` a package imports only from its own rank or below
@@ -11,7 +11,7 @@ import sys
 
 from conftest import REPO
 
-PLUGIN_RANKS = {  # pn_fairseq.<package>: rank; README "Layout" lists them in this order
+PLUGIN_RANKS = {  # pn_fairseq.<package>: rank; docs/development.md "Layout" lists them in this order
     "hooks": 1,
     "norms": 2,
     "optim": 3,
@@ -112,6 +112,6 @@ def test_the_plugin_holds_packages_only_and_each_says_what_it_may_import():
         init = SOURCES["pn_fairseq"] / package / "__init__.py"
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert len(doc.splitlines()) >= 3, f"{init}: a docstring saying what the package holds"
-    layout = (REPO / "README.md").read_text().split("## Layout", 1)[1]
+    layout = (REPO / "docs" / "development.md").read_text().split("## Layout", 1)[1]
     positions = [layout.index(f"pn_fairseq/{package}/") for package in PLUGIN_RANKS]
-    assert positions == sorted(positions), "README's Layout lists the packages bottom to top"
+    assert positions == sorted(positions), "docs/development.md's Layout lists the packages bottom to top"

@@ -1,4 +1,4 @@
-"""RMSNorm, ScaleNorm and DyT (README "Beyond the two papers"): forward and gradients against
+"""RMSNorm, ScaleNorm and DyT (docs/usage.md "Beyond the two papers"): forward and gradients against
 the equations written out here in float64, padding invariance, half-precision inputs."""
 import copy
 

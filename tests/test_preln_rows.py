@@ -21,7 +21,7 @@ from test_row_scripts import dry_run, flags
 
 ADAM, SGD, RADAM = "adam", "sgd", "radam"
 # row -> (Pre-LN?, optimizer, lr_max, scheduler, warm-up T at IWSLT14 scale or None, paper BLEU)
-# (Sec. 3.2, 3.4, 4.1 and App. H of arXiv 2002.04745; README "The Pre-LN paper").
+# (Sec. 3.2, 3.4, 4.1 and App. H of arXiv 2002.04745; docs/preln.md).
 IWSLT_ROWS = {
     "postln-warmup4k": (False, ADAM, "5e-4", "warmup_rsqrt", 4000, "34.0"),
     "postln-warmup500": (False, ADAM, "5e-4", "warmup_rsqrt", 500, "31.16"),

@@ -1,5 +1,5 @@
 """scripts/wheelhouse.sh: what it refuses, each time with one line and before changing anything.
-(The offline install itself was run as README "Install" describes: a fresh venv with torch,
+(The offline install itself was run as docs/gpus-and-scale.md "Installing on an offline GPU node" describes: a fresh venv with torch,
 then `scripts/wheelhouse.sh install` in a network namespace, then tests/test_norm_registry.py.)"""
 import subprocess
 import sys

@@ -12,7 +12,7 @@ nothing, so a finished run is never decoded again. ``valid_bleu`` is sacrebleu w
 Why inside training rather than decoding every ``checkpoint{N}.pt`` afterwards: no epoch
 checkpoint has to be kept (an IWSLT14 6+6 checkpoint with Adam's state is about 0.5 GB, 30 of
 them per run), no process start and checkpoint load per epoch, and the row scripts need no
-extra step; the decoding itself costs the same either way (README "The Pre-LN paper" has the
+extra step; the decoding itself costs the same either way (docs/preln.md has the
 measured cost).
 """
 import os

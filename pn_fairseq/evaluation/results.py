@@ -87,7 +87,7 @@ ROWS = {
     "pnv": "Transformer-PN-V",
     "pn": "Transformer-PN",
     "postln": "Post-LN",
-    # The Pre-LN paper (configs/preln, configs/multi30k-preln, configs/wmt14-preln; README "The Pre-LN paper").
+    # The Pre-LN paper (configs/preln, configs/multi30k-preln, configs/wmt14-preln; docs/preln.md).
     "postln-warmup4k": "Post-LN, warm-up 4k",
     "postln-warmup500": "Post-LN, warm-up 500",
     "postln-nowarmup": "Post-LN, no warm-up",
@@ -111,7 +111,7 @@ ROWS = {
     "pn-nogroup": "PN, no group scaling",
     "pn-paper": "PN, paper algorithm",
     "pn-paper-group": "PN, paper algorithm + group scaling",
-    # Beyond the two papers (README "Beyond the two papers"): configs/*/{rms,scale,dyt,deepnorm}.conf.
+    # Beyond the two papers (docs/usage.md "Beyond the two papers"): configs/*/{rms,scale,dyt,deepnorm}.conf.
     "rms": "RMSNorm (Pre-LN)",
     "scale": "ScaleNorm (Pre-LN)",
     "dyt": "DyT (Pre-LN)",

@@ -51,7 +51,7 @@ PAPER_BLEU = {
     ("postln-lr1e-3-warmup4k", "iwslt14"): PaperBleu(34.0, True, "Pre-LN paper: Post-LN, 4k warm-up, about 34"),
     ("postln-lr1e-3-warmup500", "iwslt14"): PaperBleu(2.77, False, "Pre-LN paper: Post-LN, 500 warm-up, lr 1e-3"),
     # Sec. 3.2 does not name its lr_max; App. H calls 1e-3 "the lr_max in the paper" for the
-    # no-warm-up Post-LN it compares with (README "The Pre-LN paper").
+    # no-warm-up Post-LN it compares with (docs/preln.md).
     ("postln-lr1e-3-nowarmup", "iwslt14"): PaperBleu(8.45, False, "Pre-LN paper: Post-LN, no warm-up (lr_max 1e-3, attributed)"),
     ("preln-nowarmup", "iwslt14"): PaperBleu(34.0, True, "Pre-LN paper: Pre-LN, no warm-up, about 34"),
 }

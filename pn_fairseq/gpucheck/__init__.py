@@ -1,4 +1,4 @@
-"""``make gpu-check``: one command that proves a GPU install (README "GPU check").
+"""``make gpu-check``: one command that proves a GPU install (docs/gpus-and-scale.md "GPU check").
 
 Stages, in order, stopping at the first failure with one line:
 

@@ -146,7 +146,7 @@ def explain(exc) -> str:
             return (f"{target} is not a fairseq checkpoint ({summarize(e)}); "
                     "pass a checkpoint written by fairseq-train")
     for e in _chain(exc):
-        # Half precision where fairseq cannot run it (README, "Half precision").
+        # Half precision where fairseq cannot run it (docs/gpus-and-scale.md "Half precision, skipped steps, activation checkpointing").
         if isinstance(e, AttributeError) and "xla_device" in str(e):
             return ("--bf16 in fairseq means a TPU (it turns on --tpu and needs torch_xla, which is not installed): "
                     "on a GPU use --fp16 (or --amp); on CPU train in float32")

@@ -26,7 +26,7 @@ ROWS = {
     "bn": ("batch", True),
     "pnv": ("power_v", True),
     "pn": ("power", True),
-    # Beyond the two papers (README "Beyond the two papers").
+    # Beyond the two papers (docs/usage.md "Beyond the two papers").
     "rms": ("rms", True),
     "scale": ("scale", True),
     "dyt": ("dyt", True),
