@@ -71,14 +71,42 @@ def test_fused_equals_eager_float32(name, options):
     assert int(fused.num_batches_tracked) == int(eager.num_batches_tracked) == 6
 
 
+def rounding_steps_apart(a, b, dtype):
+    """Elementwise, how many of ``dtype``'s rounding steps (its spacing at ``b``) separate
+    ``a`` and ``b``, two tensors of ``dtype`` values held as float32."""
+    assert torch.equal(a.to(dtype).float(), a) and torch.equal(b.to(dtype).float(), b)
+    bh = b.abs().to(dtype)
+    spacing = torch.nextafter(bh, torch.tensor(float("inf"), dtype=dtype)).float() - bh.float()
+    return (a - b).abs() / spacing
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("name,options", CASES, ids=IDS)
 def test_fused_equals_eager_half_inputs(name, options, dtype):
+    """Both paths compute in float32 from the same half inputs: y and dx are float32 results
+    rounded to ``dtype`` once, so they may land one rounding step apart (measured: at most 2
+    of the 896 elements, by one step); the float32 buffers and parameter gradients agree to
+    1e-5 of each tensor's largest value (measured: at most 6e-7)."""
     fused, eager = pair(name, options, 32)
     for i, (x, mask, grad) in enumerate(batches(4, 7, 4, 32, dtype)):
         a, b = step(fused, x, mask, grad), step(eager, x, mask, grad)
-        assert_close(a, b, 2e-2, 0.0, f"{dtype} step {i}")
-        assert fused.running_psi2.dtype == torch.float32 if hasattr(fused, "running_psi2") else True
+        assert a.keys() == b.keys()
+        for key in a:
+            what = f"{dtype} step {i}: {key}"
+            if key in ("y", "dx"):
+                steps = rounding_steps_apart(a[key], b[key], dtype).max()
+                assert steps <= 1, f"{what} differs by {steps:.3g} rounding steps of {dtype}"
+            elif key == "num_batches_tracked":
+                assert torch.equal(a[key], b[key]), what
+            else:
+                err, scale = (a[key] - b[key]).abs().max(), b[key].abs().max()
+                assert err <= 1e-5 * scale, f"{what} differs by {err:.2e} (largest value {scale:.3g})"
+    statistics = {"power": {"running_psi2", "running_nu"}, "power_v": {"running_psi2"},
+                  "batch": {"running_mean", "running_var"}}[name]
+    for module in (fused, eager):  # the statistics stay float32 whatever the activations' type
+        dtypes = dict((k, b.dtype) for k, b in module.named_buffers())
+        assert {k for k, d in dtypes.items() if d.is_floating_point} == statistics
+        assert all(dtypes[k] == torch.float32 for k in statistics), dtypes
 
 
 def test_fused_path_is_taken_only_where_it_applies(monkeypatch):
