@@ -4,7 +4,8 @@ With that flag, each ``train_inner`` line of a fairseq JSON log carries
 ``ns.<layer>.<stat>_mean`` and ``ns.<layer>.<stat>_max``: the mean and the maximum of the
 statistic over the log interval. ``<layer>`` names a norm, e.g. ``enc0.attn``, ``enc0.ffn``,
 ``enc.final``, ``dec0.cross``; ``<stat>`` is one of :data:`STATS`. The x-axis is
-``num_updates``.
+``num_updates``. ``nonfinite_skips`` says how many of a layer's buffer updates were skipped
+because their statistic was not finite (an fp16 overflow the loss scaler then skips).
 """
 import statistics
 
@@ -24,6 +25,9 @@ STATS = {
     "g_sigma2": ("‖mean_M[g·z]‖ (units of g)", "backward statistic g_σ² (BN)"),
     "g_psi2": ("‖mean_M[g·z]‖ (units of g)", "backward statistic g_ψ² (PN-V)"),
     "nu_update": ("‖ν_t − ν_{t−1}‖ (units of g)", "change of PN's running backward statistic ν"),
+    # 1 for an update of a running buffer that was skipped because its statistic was not finite,
+    # 0 for one written: _mean is the fraction skipped in the interval, _max whether any was.
+    "nonfinite_skips": ("skipped updates (fraction)", "running-buffer updates skipped: non-finite statistic"),
 }
 
 

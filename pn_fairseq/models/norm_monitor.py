@@ -12,6 +12,9 @@
   applied update (``tasks/translation_pn.py``). Under another task, fairseq's
   ``set_num_updates`` hook checks them on each worker before the next step, in one
   synchronisation. Either way one line names the layer, the statistic and the update.
+  A non-finite statistic never reaches a buffer (the norms skip it and count it in their
+  ``nonfinite_skips`` buffer, logged as ``ns.<layer>.nonfinite_skips``); its flag still
+  stops a run whose applied update carried it.
 """
 from typing import Dict
 
@@ -71,7 +74,14 @@ def attach(model: torch.nn.Module, log_stats: bool) -> Dict[str, NormBase]:
 
 def check_finite(norms: Dict[str, NormBase], update: int):
     """Raise :class:`NormDivergence` for the first non-finite statistic the norms recorded
-    (``--task translation``; ``translation_pn`` checks through its logging outputs)."""
-    where = first_nonfinite([(path, name, flag) for path, norm in norms.items() for name, flag in norm.pop_finite_flags()])
+    (``--task translation``; ``translation_pn`` checks through its logging outputs). The
+    line gives the layer's count of skipped non-finite updates (``nonfinite_skips``) when
+    there were any: those never reached a buffer, the value named did or would have."""
+    entries = [(path, name, flag) for path, norm in norms.items() for name, flag in norm.pop_finite_flags()]
+    where = first_nonfinite(entries)
     if where is not None:
+        path = next(p for p, _, flag in entries if not bool(flag))
+        skips = int(norms[path].nonfinite_skips)  # one host read, on the way out
+        if skips:
+            where += f", which skipped {skips} non-finite update{'s' if skips > 1 else ''},"
         raise divergence(update, where)

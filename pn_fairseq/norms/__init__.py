@@ -19,6 +19,7 @@ from .power_norm_v import PowerNormV
 from .registry import build_norm, norm_choices, register_norm
 from .rms_norm import RMSNorm
 from .scale_norm import ScaleNorm
+from .state import loss_scale_context
 
 register_norm("layer")(LayerNorm)
 register_norm("batch")(BatchNorm)
@@ -32,5 +33,5 @@ NORM_CHOICES = norm_choices()
 
 __all__ = [
     "BatchNorm", "DyT", "LayerNorm", "NORM_CHOICES", "NormBase", "PowerNorm", "PowerNormV", "RMSNorm", "ScaleNorm",
-    "build_norm", "dummy_batch_context", "norm_choices", "pad_mask_context", "register_norm",
+    "build_norm", "dummy_batch_context", "loss_scale_context", "norm_choices", "pad_mask_context", "register_norm",
 ]

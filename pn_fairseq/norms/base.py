@@ -1,12 +1,19 @@
 """Shared plumbing of the normalization layers: shapes, masks, float32 statistics.
 
 Every norm takes ``x: T x B x C`` (fairseq's time-major layout) with an optional
-``pad_mask: B x T`` (bool, True at padding), or ``x: N x C`` without a mask. Internally
-the layers work on the flattened ``N x C`` view (``N = T * B``, row ``t * B + b``) with a
-``keep: N`` bool vector (True = a real token).
+``pad_mask: B x T`` (bool, True at padding), or ``x: N x C`` without a mask; built with
+``batch_first=True`` it takes ``x: B x T x C`` (the same ``B x T`` mask) instead of
+``T x B x C``. Internally the layers work on the flattened ``N x C`` view (``N = T * B``,
+row ``t * B + b``, or ``b * T + t`` batch-first) with a ``keep: N`` bool vector (True = a real
+token).
+
+Non-finite statistics (an fp16 overflow upstream, an inf gradient before ``GradScaler``
+skips the step) never enter a running buffer: every update is written through
+:meth:`NormBase.commit`, which keeps the old values on the device when the statistic is not
+finite and counts the skip in the ``nonfinite_skips`` buffer, without a host sync.
 """
 import contextlib
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -34,29 +41,36 @@ def stat_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def flatten(x: torch.Tensor, pad_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """``x: T x B x C`` or ``N x C`` -> (``x2d: N x C``, ``keep: N`` bool or None).
+def flatten(x: torch.Tensor, pad_mask: Optional[torch.Tensor],
+            batch_first: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``x: T x B x C`` (``B x T x C`` with ``batch_first``) or ``N x C`` -> (``x2d: N x C``,
+    ``keep: N`` bool or None).
 
     ``keep`` is None when there is no padding at all, so callers can use the cheaper
     unmasked reductions.
     """
+    layout = "B x T x C" if batch_first else "T x B x C"
     if x.dim() == 3:
-        T, B, C = x.shape
+        if batch_first:
+            B, T, C = x.shape
+        else:
+            T, B, C = x.shape
         x2d = x.reshape(T * B, C)
         if pad_mask is None:
             return x2d, None
         if pad_mask.shape != (B, T):
             raise ValueError(
-                f"pad_mask must be B x T = {B} x {T} for x of shape T x B x C = {tuple(x.shape)}, "
+                f"pad_mask must be B x T = {B} x {T} for x of shape {layout} = {tuple(x.shape)}, "
                 f"got {tuple(pad_mask.shape)}"
             )
-        keep = ~pad_mask.to(torch.bool).t().reshape(T * B)
+        pad = pad_mask.to(torch.bool)
+        keep = ~(pad.reshape(B * T) if batch_first else pad.t().reshape(T * B))
     elif x.dim() == 2:
         if pad_mask is not None:
-            raise ValueError("pad_mask is only accepted with x of shape T x B x C, not N x C")
+            raise ValueError(f"pad_mask is only accepted with x of shape {layout}, not N x C")
         return x, None
     else:
-        raise ValueError(f"expected x of shape T x B x C or N x C, got {tuple(x.shape)}")
+        raise ValueError(f"expected x of shape {layout} or N x C, got {tuple(x.shape)}")
     # No host sync: a mask without padding still returns ``keep`` (the weighted reductions give
     # the same result), and the all-padding check is asserted on the device (on CUDA it fails
     # later, as a device-side assert, instead of draining the queue on every call).
@@ -133,6 +147,14 @@ class NormBase(nn.Module):
       (no host sync); every update of a running buffer leaves a finiteness flag that
       :meth:`pop_finite_flags` hands to the divergence check (one sync per training step
       for the whole model, done by the model).
+    * Non-finite statistics: an update whose statistic is not finite (a forward's batch
+      statistic, PN's backward ``mean[g~ z]``) leaves every buffer and counter it would have
+      moved as it was and adds 1 to ``nonfinite_skips`` (int64, counted since the layer was
+      built: not saved in its ``state_dict``); the output and the returned
+      gradient are left as they are, for the loss scaler to see. Its finiteness flag is
+      False all the same: a step that fairseq applies with a non-finite statistic stops the
+      run (``--task translation_pn``), as it did when the value reached the buffer.
+    * ``batch_first=True``: ``x: B x T x C`` instead of ``T x B x C`` (``pad_mask`` stays ``B x T``).
     """
 
     context_pad_mask: Optional[torch.Tensor] = None
@@ -145,14 +167,29 @@ class NormBase(nn.Module):
     stats_sink = None
     stats_name: Optional[str] = None  # short layer name for logs and errors, e.g. "enc0.ffn"
 
-    def __init__(self, sync_stats: bool = False, impl: str = "fused"):
+    def __init__(self, sync_stats: bool = False, impl: str = "fused", batch_first: bool = False):
         super().__init__()
-        if not isinstance(sync_stats, bool):
-            raise ValueError(f"sync_stats must be True or False; got {sync_stats!r}")
+        for name, value in (("sync_stats", sync_stats), ("batch_first", batch_first)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False; got {value!r}")
         check_impl(impl)
-        self.sync_stats, self.impl = sync_stats, impl
+        self.sync_stats, self.impl, self.batch_first = sync_stats, impl, batch_first
         self.process_group = None
-        self._finite_flags: List[Tuple[str, torch.Tensor]] = []
+        # One flag per buffer, and-ed over the updates since the last pop: bounded in a plain
+        # training loop where nobody pops them.
+        self._finite_flags: Dict[str, torch.Tensor] = {}
+        # A diagnostic of this process, not training state: no checkpoint carries it (persistent=False),
+        # so checkpoints load both ways across versions and BN's state_dict stays BatchNorm1d's. It is
+        # a buffer all the same, so that it follows .to(device) and the step ledger rolls it back.
+        self.register_buffer("nonfinite_skips", torch.tensor(0, dtype=torch.long), persistent=False)
+
+    def flatten(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor]):
+        """``(x2d: N x C, keep: N or None)`` for this layer's layout, the mask defaulting to the
+        one :func:`pad_mask_context` set."""
+        return flatten(x, self.resolve_mask(pad_mask), self.batch_first)
+
+    def layout_repr(self) -> str:
+        return ", batch_first=True" if self.batch_first else ""
 
     @property
     def logging_stats(self) -> bool:
@@ -182,15 +219,40 @@ class NormBase(nn.Module):
                 and xf.dtype == torch.float32 and xf.device.type == "cpu"
                 and kernels.load() is not None)
 
-    def watch_finite(self, name: str, tensor: torch.Tensor):
-        """Remember whether ``tensor`` (a running buffer just updated) is still finite."""
+    def watch_finite(self, name: str, tensor: torch.Tensor, ok: Optional[torch.Tensor] = None):
+        """Remember whether ``tensor`` (a running buffer just updated) is still finite and, with
+        ``ok`` (0-dim bool), whether the statistic of its update was."""
         if self.replaying:
             return
-        self._finite_flags.append((name, torch.isfinite(tensor).all()))
+        flag = torch.isfinite(tensor).all()
+        if ok is not None:
+            flag = flag & ok
+        before = self._finite_flags.get(name)
+        self._finite_flags[name] = flag if before is None else before & flag
 
     def pop_finite_flags(self) -> List[Tuple[str, torch.Tensor]]:
-        flags, self._finite_flags = self._finite_flags, []
+        flags, self._finite_flags = list(self._finite_flags.items()), {}
         return flags
+
+    @torch.no_grad()
+    def commit(self, stats: Sequence[torch.Tensor], updates: Dict[str, torch.Tensor], count: bool = True):
+        """Write ``updates`` (buffer name -> new value) into the buffers if every tensor of
+        ``stats`` (the statistics the new values come from) is finite, else keep the old
+        values and add 1 to ``nonfinite_skips``; ``count``: advance ``num_batches_tracked``
+        only for an update written. All on the device: no host sync. Returns ``ok`` (0-dim bool)."""
+        ok = torch.stack([torch.isfinite(t).all() for t in stats]).all() if len(stats) > 1 else torch.isfinite(stats[0]).all()
+        for name, new in updates.items():
+            buf = self._buffers[name]
+            buf.copy_(torch.where(ok, new.to(buf.dtype), buf))
+            self.watch_finite(name, buf, ok)
+        if count:
+            self.num_batches_tracked.add_(ok.to(torch.long))
+        skipped = ~ok
+        self.nonfinite_skips.add_(skipped.to(torch.long))
+        if self.logging_stats:
+            self.record("nonfinite_skips", skipped.to(torch.float32))
+        return ok
+
 
     def resolve_mask(self, pad_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         return self.context_pad_mask if pad_mask is None else pad_mask
@@ -259,12 +321,16 @@ def dummy_batch_context(model: nn.Module, dummy: bool = True):
 
 
 @contextlib.contextmanager
-def pad_mask_context(norms: Iterable[nn.Module], pad_mask: Optional[torch.Tensor]):
-    """Make ``norms`` use ``pad_mask`` (``B x T``) while fairseq's own forward calls them.
+def pad_mask_context(norms, pad_mask: Optional[torch.Tensor]):
+    """Make ``norms`` (an iterable of modules, or a model: all of its norms) use ``pad_mask``
+    (``B x T``, True = padding) while a forward that calls them as ``norm(x)`` runs.
 
     This lets the model subclasses reuse fairseq's layer ``forward`` unchanged instead
-    of copying it just to thread the mask through.
+    of copying it just to thread the mask through, and does the same for any model whose
+    LayerNorms :func:`~pn_fairseq.norms.replace_norms` replaced.
     """
+    if isinstance(norms, nn.Module):
+        norms = norms.modules()
     norms = [n for n in norms if isinstance(n, NormBase)]
     for n in norms:
         n.context_pad_mask = pad_mask

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 
-from .base import NormBase, all_reduce_sum, autocast_off, dist_per_channel, flatten, masked_mean, num_kept, stat_dtype
+from .base import NormBase, all_reduce_sum, autocast_off, dist_per_channel, masked_mean, num_kept, stat_dtype
 from .functional import BatchStatNormFn, rms_scale
 from .fused import BatchNormReferenceFusedFn, BatchStatNormFusedFn
 from .validation import check_choice, check_eps, check_unit_interval
@@ -26,13 +26,15 @@ class BatchNorm(NormBase):
 
     Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``.
     Buffers ``running_mean`` / ``running_var`` / ``num_batches_tracked`` are named as in
-    ``torch.nn.BatchNorm1d``. ``impl``: ``"fused"`` (default, ``fused.py`` where it applies) or
-    ``"eager"`` (the reference it is tested against).
+    ``torch.nn.BatchNorm1d``; ``num_batches_tracked`` counts the batches whose statistics
+    entered them, ``nonfinite_skips`` those whose statistics were not finite and did not
+    (``NormBase``). ``impl``: ``"fused"`` (default, ``fused.py`` where it applies) or
+    ``"eager"`` (the reference it is tested against). ``batch_first``: ``x: B x T x C``.
     """
 
     def __init__(self, embed_dim: int, variant: str = "reference", momentum: float = 0.05, eps: float = 1e-5,
-                 sync_stats: bool = False, impl: str = "fused"):
-        super().__init__(sync_stats, impl)
+                 sync_stats: bool = False, impl: str = "fused", batch_first: bool = False):
+        super().__init__(sync_stats, impl, batch_first)
         check_choice("variant", variant, VARIANTS)
         check_unit_interval("momentum", momentum, closed_right=True)
         check_eps(eps)
@@ -49,14 +51,14 @@ class BatchNorm(NormBase):
 
     def extra_repr(self):
         s = f"{self.embed_dim}, variant={self.variant}, momentum={self.momentum}, eps={self.eps}"
-        return s + (", sync_stats=True" if self.sync_stats else "")
+        return s + (", sync_stats=True" if self.sync_stats else "") + self.layout_repr()
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         with autocast_off(x):
             return self._forward(x, pad_mask)
 
     def _forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        x2d, keep = flatten(x, self.resolve_mask(pad_mask))
+        x2d, keep = self.flatten(x, pad_mask)
         sd = stat_dtype(x)
         xf = x2d.to(sd)
         w, b = self.weight.to(sd), self.bias.to(sd)
@@ -103,26 +105,28 @@ class BatchNorm(NormBase):
     @torch.no_grad()
     def _advance_batch(self, mu: torch.Tensor, var: torch.Tensor, count: float):
         """Move the running buffers towards the batch mean and the (biased) variance ``var``
-        over ``count`` rows, stored unbiased."""
+        over ``count`` rows, stored unbiased; a non-finite mean or variance moves nothing."""
         self._log_forward(mu, var)
-        self.running_mean.mul_(1 - self.momentum).add_(mu.to(self.running_mean.dtype), alpha=self.momentum)
         if torch.is_tensor(count):  # the eager path's count stays on the device (no host sync)
             unbiased = var * torch.where(count > 1, count / (count - 1).clamp_min(1), torch.ones_like(count))
         else:
             unbiased = var * (count / (count - 1)) if count > 1 else var
-        self.running_var.mul_(1 - self.momentum).add_(unbiased.to(self.running_var.dtype), alpha=self.momentum)
-        self.num_batches_tracked.add_(1)
-        self._watch_buffers()
+        self._commit_running(mu, unbiased, (mu, var))
+
+    def _commit_running(self, mu, unbiased, stats):
+        """EMA of the running mean and variance towards ``mu`` and ``unbiased``, written only
+        if ``stats`` are finite (``NormBase.commit``)."""
+        rm, rv = self.running_mean, self.running_var
+        self.commit(stats, {
+            "running_mean": torch.add(rm * (1 - self.momentum), mu.to(rm.dtype), alpha=self.momentum),
+            "running_var": torch.add(rv * (1 - self.momentum), unbiased.to(rv.dtype), alpha=self.momentum),
+        })
 
     def _log_forward(self, mu_b, var_b):
         """(1/d)||mu_B - mu||, (1/d)||sigma2_B - sigma2|| against the buffers before the update."""
         if self.logging_stats:
             self.record("mu_dist", dist_per_channel(mu_b.detach(), self.running_mean))
             self.record("sigma2_dist", dist_per_channel(var_b.detach(), self.running_var))
-
-    def _watch_buffers(self):
-        self.watch_finite("running_mean", self.running_mean)
-        self.watch_finite("running_var", self.running_var)
 
     def _log_backward(self, y, w, b, keep):
         """The reference variant's backward runs through autograd: read ||mean_M[g]|| and
@@ -159,11 +163,8 @@ class BatchNorm(NormBase):
         var = sq_dev / n_rows
         with torch.no_grad():
             self._log_forward(mu, var)
-            self.num_batches_tracked.add_(1)
-            self.running_mean.mul_(1 - self.momentum).add_(mu.detach().to(self.running_mean.dtype), alpha=self.momentum)
             unbiased = var.detach() * (n_rows / (n_rows - 1)) if n_rows > 1 else var.detach()
-            self.running_var.mul_(1 - self.momentum).add_(unbiased.to(self.running_var.dtype), alpha=self.momentum)
-            self._watch_buffers()
+            self._commit_running(mu.detach(), unbiased, (mu.detach(), var.detach()))
         y = (xs - mu) * torch.rsqrt(var + self.eps) * w + b
         self._log_backward(y, w, b, keep)
         return y
@@ -175,20 +176,15 @@ class BatchNorm(NormBase):
             # Differentiable fill, as the released code: padding rows become the batch mean,
             # so the mean over all T*B rows is mu_B while the variance is divided by T*B.
             xs = torch.where(keep[:, None], xs, masked_mean(xs, keep))
-        self.num_batches_tracked.add_(1)
         if self.logging_stats:
             with torch.no_grad():
                 mu_b = xs.mean(0)
                 self._log_forward(mu_b, (xs - mu_b).pow(2).mean(0))
-        if xs.dtype == self.running_mean.dtype:
-            y = F.batch_norm(xs, self.running_mean, self.running_var, w, b, True, self.momentum, self.eps)
-        else:
-            # float64 input with float32 buffers (or the reverse): update in the input dtype.
-            rm, rv = self.running_mean.to(xs.dtype), self.running_var.to(xs.dtype)
-            y = F.batch_norm(xs, rm, rv, w, b, True, self.momentum, self.eps)
-            with torch.no_grad():
-                self.running_mean.copy_(rm)
-                self.running_var.copy_(rv)
-        self._watch_buffers()
+        # F.batch_norm moves copies of the buffers (in the input dtype: float64 input with
+        # float32 buffers updates in float64), which are committed only if they stayed finite:
+        # with finite buffers before, the EMA is finite exactly when the batch statistics are.
+        rm, rv = self.running_mean.to(xs.dtype, copy=True), self.running_var.to(xs.dtype, copy=True)
+        y = F.batch_norm(xs, rm, rv, w, b, True, self.momentum, self.eps)
+        self.commit((rm, rv), {"running_mean": rm, "running_var": rv})
         self._log_backward(y, w, b, keep)
         return y

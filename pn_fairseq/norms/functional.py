@@ -198,11 +198,14 @@ def _move_nu(ctx, nu, mean_gz):
 
 
 def move_nu(nu, mean_gz, alpha_bkw: float, monitor=None, record: bool = True):
-    """``nu += (1 - alpha_bkw) * mean_gz`` in place; ``monitor`` (the layer) logs the step
-    and watches ``nu`` for divergence."""
-    # add_(alpha=) exactly as before monitoring existed: training stays bit-identical.
-    nu.add_(mean_gz.to(nu.dtype), alpha=1.0 - alpha_bkw)
-    if monitor is not None:
-        if record and monitor.logging_stats:
-            monitor.record("nu_update", torch.linalg.vector_norm(mean_gz) * (1.0 - alpha_bkw))
-        monitor.watch_finite("running_nu", nu)
+    """``nu += (1 - alpha_bkw) * mean_gz`` in place, unless ``mean_gz`` is not finite (an inf
+    gradient that the loss scaler will skip): then ``nu`` stays and ``monitor`` (the layer)
+    counts the skip. ``monitor`` also logs the step and watches ``nu`` for divergence."""
+    # add(alpha=) exactly as before monitoring existed: training stays bit-identical.
+    new = torch.add(nu, mean_gz.to(nu.dtype), alpha=1.0 - alpha_bkw)
+    if monitor is None:
+        nu.copy_(torch.where(torch.isfinite(mean_gz).all(), new, nu))
+        return
+    if record and monitor.logging_stats:
+        monitor.record("nu_update", torch.linalg.vector_norm(mean_gz) * (1.0 - alpha_bkw))
+    monitor.commit((mean_gz,), {"running_nu": new}, count=False)

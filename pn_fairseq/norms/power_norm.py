@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .base import NormBase, autocast_off, dist_per_channel, flatten, stat_dtype
+from .base import NormBase, autocast_off, dist_per_channel, stat_dtype
 from .functional import PowerNormFn, group_rms, move_nu, rms_scale, scale_groups
 from .fused import PowerNormFusedFn
 from .validation import check_choice, check_eps, check_groups, check_impl, check_unit_interval, check_warmup
@@ -31,9 +31,10 @@ class PowerNorm(NormBase):
     ``groups=G > 0`` divides each position's G channel groups by their RMS first, ``groups=0``
     does not. Defaults: 1 for ``reference`` (fairseq flags: the attention heads), 0 for ``paper``.
 
-    Warm-up clock: a layer used alone counts training forward calls, as the released code
-    (``k``, 1 on the first call: batch statistics while ``k <= W``, cumulative average while
-    ``k < W``). Once fairseq has called :meth:`set_num_updates` (it does before every
+    Warm-up clock: a layer used alone counts its training batches, as the released code
+    (``k``, 1 on the first: batch statistics while ``k <= W``, cumulative average while
+    ``k < W``); ``k`` is ``num_batches_tracked + 1``, kept on the device, so that a batch whose
+    statistic was not finite (skipped) does not count and the decisions cost no host sync. Once fairseq has called :meth:`set_num_updates` (it does before every
     training forward, with ``n`` = optimizer updates done), the warm-up is measured in
     optimizer updates instead: batch statistics while ``n < W``, cumulative average while
     ``n + 1 < W``, so that ``--update-freq U`` switches at the same optimizer update as
@@ -42,13 +43,19 @@ class PowerNorm(NormBase):
     forward call is one observation ``psi2_B`` of a batch of the configured size (spec,
     "PN": the statistic is updated at every training forward).
 
+    Non-finite statistics (``NormBase``): a forward whose ``psi2_B`` is not finite leaves
+    ``running_psi2`` and ``num_batches_tracked`` as they were, a backward whose ``mean[g~ z]``
+    is not finite leaves ``running_nu`` as it was; each adds 1 to ``nonfinite_skips``.
+
     ``impl``: ``"fused"`` (default) trains through the one-pass kernels of ``fused.py`` where
     they apply (float32 CPU, one process), ``"eager"`` through ``functional.PowerNormFn``,
     the reference the fused path is tested against.
 
-    Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``.
+    Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``;
+    ``batch_first=True``: ``x: B x T x C``.
     Buffers: ``running_psi2`` (init 1), ``running_nu`` (init 0; the paper's ``nu`` in both
-    variants), ``num_batches_tracked`` (``k``, training-mode forward calls).
+    variants), ``num_batches_tracked`` (training batches whose statistic entered ``psi2``),
+    ``nonfinite_skips``.
     """
 
     def __init__(
@@ -62,8 +69,9 @@ class PowerNorm(NormBase):
         eps: float = 1e-5,
         sync_stats: bool = False,
         impl: str = "fused",
+        batch_first: bool = False,
     ):
-        super().__init__(sync_stats, impl)
+        super().__init__(sync_stats, impl, batch_first)
         check_choice("variant", variant, VARIANTS)
         check_unit_interval("alpha_fwd", alpha_fwd)
         check_unit_interval("alpha_bkw", alpha_bkw)
@@ -80,8 +88,6 @@ class PowerNorm(NormBase):
         self.register_buffer("running_psi2", torch.ones(embed_dim))
         self.register_buffer("running_nu", torch.zeros(embed_dim))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-        # Host-side copy of k, so the warm-up branch costs no device sync per call.
-        self._k: Optional[int] = None
         # Optimizer updates done, once fairseq reports them (set_num_updates).
         self._num_updates: Optional[int] = None
 
@@ -90,33 +96,25 @@ class PowerNorm(NormBase):
 
     @property
     def k(self) -> int:
-        if self._k is None:
-            self._k = int(self.num_batches_tracked)
-        return self._k
+        """Training batches absorbed so far (a host read: the fused CPU path and tests use it)."""
+        return int(self.num_batches_tracked)
 
     def set_num_updates(self, num_updates: int):
         """fairseq's hook (called before every training forward): measure the warm-up in
         optimizer updates from now on."""
         self._num_updates = int(num_updates)
 
-    def in_warmup(self, k: int) -> Tuple[bool, bool]:
+    def in_warmup(self, k) -> Tuple:
         """(normalize by the batch statistic?, apply the cumulative average?) for the
-        ``k``-th training forward (reference variant)."""
+        ``k``-th training batch (reference variant); ``k`` an int or a 0-dim device tensor
+        (then, without fairseq's update count, the answers are 0-dim bool tensors)."""
         W = self.warmup_updates
         if self._num_updates is None:
+            if W == 0:
+                return False, False
             return k <= W, k < W
         n = self._num_updates
         return n < W, n + 1 < W
-
-    def _host_state(self):
-        return self._k
-
-    def _set_host_state(self, host):
-        self._k = host
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._k = None
-        super()._load_from_state_dict(*args, **kwargs)
 
     def extra_repr(self):
         s = f"{self.embed_dim}, variant={self.variant}, alpha_fwd={self.alpha_fwd}, alpha_bkw={self.alpha_bkw}"
@@ -124,14 +122,14 @@ class PowerNorm(NormBase):
             s += f", warmup_updates={self.warmup_updates}"
         s += f", groups={self.groups}"
         s += f", eps={self.eps}"
-        return s + (", sync_stats=True" if self.sync_stats else "")
+        return s + (", sync_stats=True" if self.sync_stats else "") + self.layout_repr()
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         with autocast_off(x):
             return self._forward(x, pad_mask)
 
     def _forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        x2d, keep = flatten(x, self.resolve_mask(pad_mask))
+        x2d, keep = self.flatten(x, pad_mask)
         sd = stat_dtype(x)
         xf = x2d.to(sd)
         w, b = self.weight.to(sd), self.bias.to(sd)
@@ -173,27 +171,36 @@ class PowerNorm(NormBase):
     @torch.no_grad()
     def _advance(self, psi2_b: torch.Tensor, psi2_prev: torch.Tensor):
         """Given this batch's ``psi2_B`` and the running ``psi2`` before it (both ``C``): advance
-        k and psi2 and return the forward and backward ``1/sqrt(. + eps)``."""
+        k and psi2 (unless ``psi2_B`` is not finite) and return the forward and backward
+        ``1/sqrt(. + eps)``."""
         psi2 = self.running_psi2
         rstd_prev = torch.rsqrt(psi2_prev + self.eps)
         self.record("psi2_dist", dist_per_channel(psi2_b, psi2_prev))
         rstd_b = torch.rsqrt(psi2_b + self.eps)
-        self._k = k = self.k + 1
-        self.num_batches_tracked.fill_(k)
-
+        b = psi2_b.to(psi2.dtype)
+        new = psi2
         if self.variant == "reference":
+            k = self.num_batches_tracked + 1  # this batch's number, on the device
             batch_fwd, cumulative = self.in_warmup(k)
-            fwd_rstd = rstd_b if batch_fwd else rstd_prev
+            fwd_rstd = _select(batch_fwd, rstd_b, rstd_prev)
             bkw_rstd = rstd_b
-            if cumulative:
-                psi2.mul_((k - 1) / k).add_(psi2_b.to(psi2.dtype), alpha=1.0 / k)
+            if cumulative is not False:
+                kf = k.to(torch.float64)
+                average = torch.add(psi2 * ((kf - 1) / kf).to(psi2.dtype), b * (1.0 / kf).to(psi2.dtype))
+                new = _select(cumulative, average, psi2)
         else:
             fwd_rstd = bkw_rstd = rstd_prev
-        psi2.mul_(self.alpha_fwd).add_(psi2_b.to(psi2.dtype), alpha=1.0 - self.alpha_fwd)
-        self.watch_finite("running_psi2", psi2)
+        self.commit((psi2_b,), {"running_psi2": torch.add(new * self.alpha_fwd, b, alpha=1.0 - self.alpha_fwd)})
         return fwd_rstd, bkw_rstd
 
     @torch.no_grad()
     def _move_nu(self, mean_gz: torch.Tensor):
         """``nu += (1 - alpha_bkw) * mean[g~ z]`` (the fused backward's update)."""
         move_nu(self.running_nu, mean_gz, self.alpha_bkw, self, record=True)
+
+
+def _select(cond, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a`` where ``cond`` else ``b``; ``cond`` a host bool or a 0-dim bool tensor (no sync)."""
+    if isinstance(cond, bool):
+        return a if cond else b
+    return torch.where(cond, a, b)

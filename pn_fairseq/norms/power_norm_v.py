@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .base import NormBase, autocast_off, dist_per_channel, flatten, stat_dtype
+from .base import NormBase, autocast_off, dist_per_channel, stat_dtype
 from .functional import BatchStatNormFn
 from .fused import BatchStatNormFusedFn
 from .validation import check_eps, check_unit_interval
@@ -16,14 +16,17 @@ class PowerNormV(NormBase):
     ``dL/dx = (g - z * mean_M[g z]) / sqrt(psi2_B + eps)``, ``g = gamma * dL/dy``.
 
     Running buffer ``running_psi2 <- (1 - momentum) running_psi2 + momentum * psi2_B``
-    (init 1) is what inference divides by. ``impl``: ``"fused"`` (default, ``fused.py`` where it
-    applies) or ``"eager"`` (``functional.BatchStatNormFn``, the reference).
-    Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``.
+    (init 1) is what inference divides by; a batch whose ``psi2_B`` is not finite leaves it
+    and ``num_batches_tracked`` as they were and counts in ``nonfinite_skips``. ``impl``:
+    ``"fused"`` (default, ``fused.py`` where it applies) or ``"eager"``
+    (``functional.BatchStatNormFn``, the reference).
+    Shapes: ``x: T x B x C`` with ``pad_mask: B x T`` (True = pad), or ``x: N x C``;
+    ``batch_first=True``: ``x: B x T x C``.
     """
 
     def __init__(self, embed_dim: int, momentum: float = 0.05, eps: float = 1e-5, sync_stats: bool = False,
-                 impl: str = "fused"):
-        super().__init__(sync_stats, impl)
+                 impl: str = "fused", batch_first: bool = False):
+        super().__init__(sync_stats, impl, batch_first)
         check_unit_interval("momentum", momentum, closed_right=True)
         check_eps(eps)
         self.embed_dim, self.momentum, self.eps = embed_dim, momentum, eps
@@ -35,14 +38,15 @@ class PowerNormV(NormBase):
     psi2 = property(lambda self: self.running_psi2)
 
     def extra_repr(self):
-        return f"{self.embed_dim}, momentum={self.momentum}, eps={self.eps}" + (", sync_stats=True" if self.sync_stats else "")
+        return (f"{self.embed_dim}, momentum={self.momentum}, eps={self.eps}" + (", sync_stats=True" if self.sync_stats else "")
+                + self.layout_repr())
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         with autocast_off(x):
             return self._forward(x, pad_mask)
 
     def _forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        x2d, keep = flatten(x, self.resolve_mask(pad_mask))
+        x2d, keep = self.flatten(x, pad_mask)
         sd = stat_dtype(x)
         xf = x2d.to(sd)
         w, b = self.weight.to(sd), self.bias.to(sd)
@@ -53,10 +57,7 @@ class PowerNormV(NormBase):
             with torch.no_grad():
                 psi2_b = self.batch_quadratic_mean(xf, keep, group)
                 if psi2_b is not None:
-                    self.record("psi2_dist", dist_per_channel(psi2_b, self.running_psi2))
-                    self.running_psi2.mul_(1 - self.momentum).add_(psi2_b.to(self.running_psi2.dtype), alpha=self.momentum)
-                    self.num_batches_tracked.add_(1)
-                    self.watch_finite("running_psi2", self.running_psi2)
+                    self._advance_batch(None, psi2_b, None)
                 else:  # a dummy batch: normalize by the running statistic, move nothing
                     psi2_b = self.running_psi2.to(sd)
             y = BatchStatNormFn.apply(xf, keep, w, b, None, torch.rsqrt(psi2_b + self.eps), False,
@@ -67,8 +68,8 @@ class PowerNormV(NormBase):
 
     @torch.no_grad()
     def _advance_batch(self, mu, psi2_b: torch.Tensor, count: float):
-        """Move the running buffer towards this batch's ``psi2_B`` (the fused path's update)."""
+        """Move the running buffer towards this batch's ``psi2_B`` unless it is not finite."""
         self.record("psi2_dist", dist_per_channel(psi2_b, self.running_psi2))
-        self.running_psi2.mul_(1 - self.momentum).add_(psi2_b.to(self.running_psi2.dtype), alpha=self.momentum)
-        self.num_batches_tracked.add_(1)
-        self.watch_finite("running_psi2", self.running_psi2)
+        psi2 = self.running_psi2
+        self.commit((psi2_b,), {"running_psi2": torch.add(psi2 * (1 - self.momentum), psi2_b.to(psi2.dtype),
+                                                           alpha=self.momentum)})

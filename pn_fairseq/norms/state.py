@@ -17,13 +17,17 @@ import torch.nn as nn
 from .base import NormBase
 
 
-def _norms(modules: Iterable[nn.Module]) -> List[NormBase]:
+def _norms(modules) -> List[NormBase]:
+    if isinstance(modules, nn.Module):
+        modules = modules.modules()
     return [m for m in modules if isinstance(m, NormBase)]
 
 
 @contextlib.contextmanager
-def loss_scale_context(norms: Iterable[nn.Module], scale: float):
-    """Gradients reaching ``norms`` inside this context are ``scale`` times the true ones."""
+def loss_scale_context(norms, scale: float):
+    """Gradients reaching ``norms`` (modules, or a model: all of its norms) inside this context
+    are ``scale`` times the true ones (``torch.amp.GradScaler.get_scale()`` in a plain loop);
+    the forward and the backward of the step must both run inside it."""
     norms = _norms(norms)
     for n in norms:
         n.loss_scale = float(scale)
