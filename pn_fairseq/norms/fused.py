@@ -53,7 +53,7 @@ class PowerNormFusedFn(torch.autograd.Function):
         m = real_count(w_rows, n_rows)
         psi2_prev = norm.running_psi2.to(torch.float32, copy=True)
         rstd_prev = torch.rsqrt(psi2_prev + eps)
-        batch_fwd = reference and norm.in_warmup(norm.k + 1)[0]
+        batch_fwd = reference and not norm.causal and norm.in_warmup(norm.k + 1)[0]
         stats = (False, True, reference)
         if batch_fwd:  # the forward divides by this batch's statistic: read the batch first
             _, _, s2, s2_all, r = kernels.forward(x, groups, eps, w_rows, stats=stats)

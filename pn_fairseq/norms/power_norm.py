@@ -47,6 +47,15 @@ class PowerNorm(NormBase):
     ``running_psi2`` and ``num_batches_tracked`` as they were, a backward whose ``mean[g~ z]``
     is not finite leaves ``running_nu`` as it was; each adds 1 to ``nonfinite_skips``.
 
+    ``causal=True`` (a causal decoder): the forward never divides by the current batch's
+    statistic, also not during the reference variant's warm-up, but by ``psi2_{t-1}``, the
+    running statistic of the earlier batches (during the warm-up their cumulative average,
+    which still runs; with ``warmup_updates=0`` the EMA from its init of 1). A batch statistic
+    in training mode makes each position's output depend on every other position of the batch,
+    later tokens of its own sequence included, which a causal decoder must not see (and cannot
+    at inference). The backward is the variant's own (the reference one divides by the batch
+    statistic): gradients, unlike outputs, may depend on later tokens.
+
     ``impl``: ``"fused"`` (default) trains through the one-pass kernels of ``fused.py`` where
     they apply (float32 CPU, one process), ``"eager"`` through ``functional.PowerNormFn``,
     the reference the fused path is tested against.
@@ -70,8 +79,12 @@ class PowerNorm(NormBase):
         sync_stats: bool = False,
         impl: str = "fused",
         batch_first: bool = False,
+        causal: bool = False,
     ):
         super().__init__(sync_stats, impl, batch_first)
+        if not isinstance(causal, bool):
+            raise ValueError(f"causal must be True or False; got {causal!r}")
+        self.causal = causal
         check_choice("variant", variant, VARIANTS)
         check_unit_interval("alpha_fwd", alpha_fwd)
         check_unit_interval("alpha_bkw", alpha_bkw)
@@ -122,6 +135,8 @@ class PowerNorm(NormBase):
             s += f", warmup_updates={self.warmup_updates}"
         s += f", groups={self.groups}"
         s += f", eps={self.eps}"
+        if self.causal:
+            s += ", causal=True"
         return s + (", sync_stats=True" if self.sync_stats else "") + self.layout_repr()
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -182,7 +197,7 @@ class PowerNorm(NormBase):
         if self.variant == "reference":
             k = self.num_batches_tracked + 1  # this batch's number, on the device
             batch_fwd, cumulative = self.in_warmup(k)
-            fwd_rstd = _select(batch_fwd, rstd_b, rstd_prev)
+            fwd_rstd = rstd_prev if self.causal else _select(batch_fwd, rstd_b, rstd_prev)
             bkw_rstd = rstd_b
             if cumulative is not False:
                 kf = k.to(torch.float64)
