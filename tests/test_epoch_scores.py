@@ -67,6 +67,7 @@ def test_one_bleu_per_epoch_equal_to_generate_and_pn_score(trained, mapped, tmp_
     assert [s["updates"] for s in scores] == sorted({s["updates"] for s in scores})  # one per epoch, increasing
     assert max(s["bleu"] for s in scores) > 20  # the comparison covers real translations, not only 0s
     gen = flags(cmds["fairseq-generate"])
+    compared = []  # the epochs whose valid_bleu was checked against fairseq's BLEU4 too
     for s in scores:
         # fairseq-generate's own main() in this process (no process start per epoch), writing
         # generate-valid.txt as the command would print it; then pn-score's scoring of that file.
@@ -80,6 +81,10 @@ def test_one_bleu_per_epoch_equal_to_generate_and_pn_score(trained, mapped, tmp_
         assert s["bleu"] == pytest.approx(scored["bleu"]["sacrebleu_tok_none"], abs=0.0051), s["epoch"]
         if scored["agree"]:
             assert s["bleu"] == pytest.approx(scored["bleu_main"], abs=0.011), s["epoch"]
+            compared.append(s["epoch"])
+        else:  # the one reason they may differ
+            assert "some n-gram order has no match at all" in (scored["disagreement"] or ""), (s["epoch"], scored)
+    assert EPOCHS in compared, compared  # at least the trained model's epoch went through the comparison
     # The last epoch through the command-line tools themselves, as a user would run them.
     text = run("fairseq-generate", mapped, "--user-dir", REPO / "pn_fairseq", "--path", save / f"checkpoint{EPOCHS}.pt",
                "--gen-subset", "valid", "--beam", gen["--beam"], "--lenpen", gen["--lenpen"], "--remove-bpe",
