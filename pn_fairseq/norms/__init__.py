@@ -1,4 +1,6 @@
-"""Normalization layers, built by name: ``build_norm("power", 512, warmup_updates=8000)``.
+"""Normalization layers, built by name: ``build_norm("power", 512, warmup_updates=8000)``, or
+put in place of a model's LayerNorms: ``replace_norms(model, "power", batch_first=True)``
+(docs/own-model.md). Importing this package imports no fairseq.
 
 | name      | layer                                                     |
 |-----------|-----------------------------------------------------------|
@@ -17,6 +19,7 @@ from .layer_norm import LayerNorm
 from .power_norm import PowerNorm
 from .power_norm_v import PowerNormV
 from .registry import build_norm, norm_choices, register_norm
+from .replace import replace_norms
 from .rms_norm import RMSNorm
 from .scale_norm import ScaleNorm
 from .state import loss_scale_context
@@ -34,4 +37,5 @@ NORM_CHOICES = norm_choices()
 __all__ = [
     "BatchNorm", "DyT", "LayerNorm", "NORM_CHOICES", "NormBase", "PowerNorm", "PowerNormV", "RMSNorm", "ScaleNorm",
     "build_norm", "dummy_batch_context", "loss_scale_context", "norm_choices", "pad_mask_context", "register_norm",
+    "replace_norms",
 ]

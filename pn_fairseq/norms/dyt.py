@@ -11,18 +11,21 @@ import torch
 import torch.nn as nn
 
 from .rms_norm import compute_dtype
+from .validation import check_bool
 
 
 class DyT(nn.Module):
     """``y = weight * tanh(alpha * x) + bias``, element-wise.
 
-    Args: ``x: T x B x C`` or ``N x C``; ``pad_mask`` (``B x T``) is accepted and ignored
+    Args: ``x: T x B x C``, ``B x T x C`` or ``N x C``; ``pad_mask`` (``B x T``) is accepted and ignored
     (element-wise). Under fp16/bf16 the computation runs in float32 and the output has the
     input's dtype.
     """
 
-    def __init__(self, embed_dim: int, alpha_init: float = 0.5):
+    def __init__(self, embed_dim: int, alpha_init: float = 0.5, batch_first: bool = False):
         super().__init__()
+        check_bool("batch_first", batch_first)
+        self.batch_first = batch_first  # element-wise: any layout
         if not (isinstance(alpha_init, (int, float)) and not isinstance(alpha_init, bool)
                 and math.isfinite(alpha_init) and alpha_init > 0):
             raise ValueError(f"alpha_init must be a finite number > 0; got {alpha_init!r}")

@@ -27,7 +27,8 @@ def build_norm(name: str, embed_dim: int, **options) -> nn.Module:
     """Build the norm called ``name`` over ``embed_dim`` channels.
 
     The module's ``forward(x, pad_mask=None)`` takes ``x: T x B x C`` with
-    ``pad_mask: B x T`` (True = padding), or ``x: N x C``. Unknown names and options, and
+    ``pad_mask: B x T`` (True = padding), or ``x: N x C``; ``batch_first=True`` (every norm
+    takes the option): ``x: B x T x C`` with the same ``B x T`` mask. Unknown names and options, and
     invalid option values, raise ValueError here, at build time.
     """
     if name not in _NORMS:

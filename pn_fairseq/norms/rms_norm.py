@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .validation import check_eps
+from .validation import check_bool, check_eps
 
 HALF = (torch.float16, torch.bfloat16)
 
@@ -23,15 +23,17 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
 class RMSNorm(nn.Module):
     """``y = weight * x / sqrt(mean_c x^2 + eps) (+ bias)`` over the last dimension.
 
-    Args: ``x: T x B x C`` or ``N x C``; ``pad_mask`` (``B x T``) is accepted and ignored,
+    Args: ``x: T x B x C``, ``B x T x C`` or ``N x C``; ``pad_mask`` (``B x T``) is accepted and ignored,
     since each position is normalized on its own. ``weight`` (per-channel gain, init 1);
     ``bias`` only with ``bias=True`` (the paper's RMSNorm has none). Under fp16/bf16 the
     computation runs in float32 and the output has the input's dtype.
     """
 
-    def __init__(self, embed_dim: int, eps: float = 1e-6, bias: bool = False):
+    def __init__(self, embed_dim: int, eps: float = 1e-6, bias: bool = False, batch_first: bool = False):
         super().__init__()
         check_eps(eps)
+        check_bool("batch_first", batch_first)
+        self.batch_first = batch_first  # per position: any layout
         if not isinstance(bias, bool):
             raise ValueError(f"bias must be True or False; got {bias!r}")
         self.normalized_shape = (embed_dim,)

@@ -13,21 +13,24 @@ import torch
 import torch.nn as nn
 
 from .rms_norm import compute_dtype
-from .validation import check_eps
+from .validation import check_bool, check_eps
 
 
 class ScaleNorm(nn.Module):
     """``y = scale * x / max(||x||_2, eps)`` over the last dimension.
 
-    Args: ``x: T x B x C`` or ``N x C``; ``pad_mask`` (``B x T``) is accepted and ignored
+    Args: ``x: T x B x C``, ``B x T x C`` or ``N x C``; ``pad_mask`` (``B x T``) is accepted and ignored
     (each position is normalized on its own). ``scale`` is a one-element parameter,
     initialised to ``sqrt(embed_dim)`` unless ``scale_init`` is given. Under fp16/bf16 the
     norm is computed in float32 and the output has the input's dtype.
     """
 
-    def __init__(self, embed_dim: int, eps: float = 1e-5, scale_init: Optional[float] = None):
+    def __init__(self, embed_dim: int, eps: float = 1e-5, scale_init: Optional[float] = None,
+                 batch_first: bool = False):
         super().__init__()
         check_eps(eps)
+        check_bool("batch_first", batch_first)
+        self.batch_first = batch_first  # per position: any layout
         if scale_init is None:
             scale_init = math.sqrt(embed_dim)
         if not (isinstance(scale_init, (int, float)) and math.isfinite(scale_init) and scale_init > 0):

@@ -14,6 +14,11 @@ def check_unit_interval(name, value, closed_right=False):
         raise ValueError(f"{name} must lie in {interval}; got {value!r}")
 
 
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+
+
 def check_eps(eps):
     if not eps > 0:
         raise ValueError(f"eps must be > 0; got {eps!r}")
