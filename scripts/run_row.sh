@@ -233,6 +233,11 @@ else
   (( status != 3 )) || die "$check"
   (( status == 0 )) || { echo "$details" >&2; die "could not check $SAVE_DIR (python -m pn_fairseq.cli.row_results check-run failed)"; }
   action=${check%%$'\t'*} why=${check#*$'\t'}
+  # check-run compares the decoding of the averaged checkpoint only: a run finished without
+  # SCORE_LAST=1 is decoded again to add the last checkpoint's score.
+  if [[ $action == reuse && $SCORE_LAST == 1 ]] && (( AVG_LAST >= 2 )) && ! grep -q '"last_checkpoint"' "$RESULTS"; then
+    action=decode why="SCORE_LAST=1 and $RESULTS has no last-checkpoint score: decoding again"
+  fi
   if [[ $action == reuse ]]; then
     log "already finished: $RESULTS ($why; delete it to score again, delete $SAVE_DIR to retrain)"
     cat "$RESULTS"
@@ -313,7 +318,7 @@ score "$GEN_OUT" "$SAVE_DIR/scores.json"
 
 # SCORE_LAST=1 (a recipe that averages): the last checkpoint decoded and scored too, with the same
 # settings, into generate-test.last.txt / scores.last.json, recorded in results.json as
-# "last_checkpoint" (what averaging buys; pn-results --averaging compares them).
+# "last_checkpoint" (what averaging buys; pn-results prints the comparison when a run has it).
 last_args=()
 if [[ $SCORE_LAST == 1 ]] && (( n_avg >= 2 )); then
   last_gen=() prev=""
