@@ -37,7 +37,7 @@ def _register_with_fairseq():
     # The modules that register, not their packages: when a package's first line (`import
     # fairseq`) set this off, the package is still half-run and importing it again gives nothing.
     from .tasks import translation_pn, language_modeling_pn, masked_lm_pn  # noqa: F401
-    from .models import transformer_pn, architectures, transformer_lm_pn, lm_architectures  # noqa: F401
+    from .models import transformer_pn, architectures, transformer_lm_pn, lm_architectures, roberta_pn, roberta_architectures  # noqa: F401
     from .optim import epoch_step, preln_schedules, radam  # noqa: F401
 
     from .hooks.help import register_help_hook

@@ -111,8 +111,9 @@ def fill_norm_defaults(args, causal_stack=False):
             "paper kept LayerNorm in the decoder", args.decoder_norm_type)
 
 
-def build_side_norm(cfg, side: str, embed_dim: int, heads: int):
-    """Build the norm for ``side`` ("encoder" or "decoder") from the flat flags on ``cfg``."""
+def build_side_norm(cfg, side: str, embed_dim: int, heads: int, batch_first: bool = False):
+    """Build the norm for ``side`` ("encoder" or "decoder") from the flat flags on ``cfg``.
+    ``batch_first``: the norm takes ``B x T x C`` (an embedding norm before fairseq's transpose)."""
     name = cfg.norm_type if side == "encoder" else cfg.decoder_norm_type
     if name == FOLDED:  # only in a config rewritten by pn-fold (pn_fairseq/checkpoints/fold.py), which sets folded_groups
         return FoldedNorm(embed_dim, groups=cfg.folded_groups)
@@ -143,6 +144,8 @@ def build_side_norm(cfg, side: str, embed_dim: int, heads: int):
         options["sync_stats"] = True
     if name in BATCH_STAT_NORMS:
         options["impl"] = getattr(cfg, "norm_impl", None) or "fused"
+        if batch_first:  # the per-position norms treat every layout alike
+            options["batch_first"] = True
     try:
         return build_norm(name, embed_dim, **options)
     except ValueError as e:
