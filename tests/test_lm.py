@@ -229,3 +229,23 @@ def test_bad_environment_is_one_line(env, message):
                           env={**os.environ, **env})
     assert proc.returncode == 1
     assert message in proc.stderr.strip().splitlines()[-1]
+
+
+PAPER_TABLE2 = {"ptb": {"postln": 53.2, "bn": 60.7, "pnv": 55.3, "pn": 47.6},
+                "wikitext103": {"postln": 20.9, "bn": 27.2, "pnv": 21.3, "pn": 17.9}}
+
+
+@pytest.mark.parametrize("dataset, steps, block", [("ptb", 20000, 32), ("wikitext103", 200000, 80)])
+@pytest.mark.parametrize("row", ["postln", "preln", "bn", "pnv", "pn", "pn-nogroup"])
+def test_paper_scale_rows_print_the_baselines_recipe_and_table2s_number(dataset, steps, block, row):
+    proc = subprocess.run(["bash", f"scripts/{dataset}/{row}.sh"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "DRY_RUN": "1"})
+    assert proc.returncode == 0, proc.stderr
+    train = proc.stdout.splitlines()[0]
+    for flag in ("--lr 2.5e-4", "--lr-scheduler cosine", "--warmup-updates 0", f"--lr-period-updates {steps}",
+                 "--clip-norm 0.25", f"--tokens-per-sample {block}", f"--max-update {steps}"):
+        assert flag in train, flag
+    assert ("--pn-groups 0" in train) is (row == "pn-nogroup")
+    conf = (REPO / "configs" / dataset / f"{row}.conf").read_text()
+    paper = PAPER_TABLE2[dataset].get(row)
+    assert f"PAPER_PPL={paper if paper is not None else ''}\n" in conf
