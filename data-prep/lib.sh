@@ -177,6 +177,16 @@ fetch() {
         || die "could not download $url; on an offline machine download it elsewhere, put it in a directory and rerun with RAW_DIR=<that directory>"
 }
 
+# damaged_raw FILE URL: stop for a raw FILE that could not be read (the helper said why, above);
+# a downloaded one is deleted, so that a rerun fetches it again.
+damaged_raw() {
+    if [[ -n ${RAW_DIR:-} ]]; then
+        die "RAW_DIR=$RAW_DIR has a damaged $1: replace it with the file from $2"
+    fi
+    rm -f "$WORK_DIR/orig/$1"
+    die "the downloaded $1 is damaged; it was deleted, rerun to download it again"
+}
+
 # extract ARCHIVE MEMBER...: unpack the members of a .tgz into $WORK_DIR/orig/extracted.
 extract() {
     local archive=$1
@@ -208,6 +218,21 @@ binarize() {
     mv "$out.tmp" "$out"
 }
 
+# binarize_lm SUFFIX [MIN_COUNT]: fairseq-preprocess --only-source on $TEXT/{train,valid,test}SUFFIX,
+# as fairseq's language-model recipes: no language in the names (dict.txt, train.bin, ...), which
+# is what the language_modeling task reads. The dictionary holds the training words seen at least
+# MIN_COUNT (default 1: every) times; the others become <unk> (--thresholdsrc).
+binarize_lm() {
+    local suffix=$1 min_count=${2:-1} out="$WORK_DIR/bin"
+    rm -rf "$out.tmp"
+    "$PREPROCESS" --only-source --thresholdsrc "$min_count" \
+        --trainpref "$TEXT/train$suffix" --validpref "$TEXT/valid$suffix" --testpref "$TEXT/test$suffix" \
+        --destdir "$out.tmp" --workers "$WORKERS" \
+        || die "fairseq-preprocess failed (its messages are above); rerun to retry from this step"
+    rm -rf "$out"
+    mv "$out.tmp" "$out"
+}
+
 # learn_bpe SRC TGT: joint BPE on the training text (src file first, as the recipes);
 # apply_bpe LANG...: to every split.
 learn_bpe() {
@@ -227,16 +252,33 @@ apply_bpe() {
 publish() {
     local dataset=$1 src=$2 tgt=$3 expect=$4
     shift 4
+    publish_with finalize --dataset "$dataset" --src "$src" --tgt "$tgt" --expect "$expect" \
+        --param "bpe_merges=$BPE_MERGES" "$@"
+}
+
+# publish_lm DATASET SUFFIX MIN_COUNT EXPECT [finalize-lm options...]: the same for a --only-source
+# (language-modeling) dataset, binarize_lm SUFFIX MIN_COUNT's.
+publish_lm() {
+    local dataset=$1 suffix=$2 min_count=$3 expect=$4
+    shift 4
+    publish_with finalize-lm --dataset "$dataset" --text-suffix "$suffix" --min-count "$min_count" \
+        --expect "$expect" "$@"
+}
+
+# publish_with FINALIZE_COMMAND [its options...]: stage $WORK_DIR/bin and $TEXT in $PARTIAL, run
+# `pn_dataprep FINALIZE_COMMAND --dir $PARTIAL ...` (the checks, then prep.json), rename to $DEST.
+publish_with() {
+    local command=$1
+    shift
     rm -rf "$PARTIAL"
     mkdir -p "$PARTIAL/text"
     local f
-    # Hard links where possible: WMT's text is gigabytes.
+    # Hard links where possible: WMT's text is gigabytes, WikiText-103's half a gigabyte.
     for f in "$WORK_DIR/bin/"*; do cp -l "$f" "$PARTIAL/" 2>/dev/null || cp "$f" "$PARTIAL/"; done
     for f in "$TEXT/"*; do cp -l "$f" "$PARTIAL/text/" 2>/dev/null || cp "$f" "$PARTIAL/text/"; done
     local check=()
     [[ $CHECK_SIZES == 0 ]] && check=(--no-size-check)
-    if ! dp finalize --dir "$PARTIAL" --dataset "$dataset" --src "$src" --tgt "$tgt" \
-        --expect "$expect" ${check[@]+"${check[@]}"} --param "bpe_merges=$BPE_MERGES" "$@"; then
+    if ! dp "$command" --dir "$PARTIAL" ${check[@]+"${check[@]}"} "$@"; then
         rm -rf "$PARTIAL"
         die "final checks failed (see above); nothing was written to $DEST"
     fi
@@ -248,4 +290,46 @@ publish() {
         rmdir "$WORK_DIR/orig" "$WORK_DIR" 2>/dev/null || true
     fi
     log "done: $DEST (prep.json lists the split sizes and tool versions)"
+}
+
+# Multi30k task 1 (prepare-multi30k.sh, and its English side for prepare-multi30k-lm.sh): the
+# raw .gz files of github.com/multi30k/dataset, SHA-256 checked, tokenized and lowercased alike.
+MULTI30K_URL="https://github.com/multi30k/dataset/raw/master/data/task1/raw"
+# Raw split name -> fairseq split name.
+declare -A MULTI30K_SPLIT_OF=([train]=train [val]=valid [test_2016_flickr]=test)
+
+# multi30k_raw_files LANG...: the raw file names of those languages, one a line.
+multi30k_raw_files() {
+    local raw lang
+    for raw in train val test_2016_flickr; do
+        for lang in "$@"; do printf '%s\n' "$raw.$lang.gz"; done
+    done
+}
+
+# multi30k_fetch_and_verify LANG...: the raw files of those languages from RAW_DIR or downloaded,
+# checked against checksums/multi30k.sha256 (a bad download is deleted).
+multi30k_fetch_and_verify() {
+    local files f dir
+    mapfile -t files < <(multi30k_raw_files "$@")
+    for f in "${files[@]}"; do fetch "$f" "$MULTI30K_URL/$f"; done
+    dir="$(dirname "$(raw_path "${files[0]}")")"
+    if ! dp verify --sums "$PREP_DIR/checksums/multi30k.sha256" --dir "$dir" "${files[@]}"; then
+        if [[ -n ${RAW_DIR:-} ]]; then
+            die "the Multi30k raw files in RAW_DIR=$RAW_DIR do not match data-prep/checksums/multi30k.sha256"
+        fi
+        for f in "${files[@]}"; do rm -f "$WORK_DIR/orig/$f"; done
+        die "the downloaded Multi30k files do not match data-prep/checksums/multi30k.sha256; they were deleted, rerun to download them again"
+    fi
+}
+
+# multi30k_tokenize LANG...: every split, Moses-tokenized (escaping on, no -a) and lowercased, to
+# $TEXT/{train,valid,test}.tok.LANG.
+multi30k_tokenize() {
+    local raw lang
+    for raw in "${!MULTI30K_SPLIT_OF[@]}"; do
+        for lang in "$@"; do
+            dp tokenize --lang "$lang" --lowercase --workers "$WORKERS" \
+                --out "$TEXT/${MULTI30K_SPLIT_OF[$raw]}.tok.$lang" "$(raw_path "$raw.$lang.gz")"
+        done
+    done
 }

@@ -6,10 +6,11 @@ Each module mirrors one tool of the fairseq/Moses recipes with pip-installable p
 - :mod:`.moses`: tokenizer.perl, normalize-punctuation.perl, remove-non-printing-char.perl,
   lowercase.perl
 - :mod:`.extract`: the grep/sed lines that strip IWSLT tags and pull ``<seg>`` text out of
-  xml/sgm files
+  xml/sgm files; the tokenized language-modeling files copied out of their archives, checked
 - :mod:`.clean`: clean-corpus-n.perl
 - :mod:`.bpe`: subword-nmt learn_bpe / apply_bpe, joint and parallel
-- :mod:`.checks`: checksums, expected split sizes, ``prep.json``
+- :mod:`.checks`: checksums, expected split sizes, ``prep.json`` (translation and ``--only-source``
+  language-modeling data)
 - :mod:`.fetch`: downloads
 - :mod:`.synthetic`: the seeded German-like/English-like demo corpus
 - :mod:`.textio`: line files, parallel line maps (written through :mod:`pn_common.atomic`)

@@ -68,6 +68,11 @@ def _cmd_split_every(args):
             (picked if i % args.n == 0 else kept).write(line + "\n")
 
 
+def _cmd_lm_text(args):
+    size = extract.copy_lm_text(args.out, args.input, member=args.member)
+    log(f"{args.input}{':' + args.member if args.member else ''} -> {os.path.basename(args.out)} ({size / 1e6:,.1f} MB)")
+
+
 def _cmd_learn_bpe(args):
     learned = bpe.learn_joint_bpe(args.inputs, args.out, args.merges, workers=args.workers)
     log(f"BPE: {learned:,} merges learned ({args.merges:,} requested)")
@@ -101,6 +106,18 @@ def _cmd_finalize(args):
     params = dict(p.split("=", 1) for p in args.param)
     checks.finalize(args.dir, args.dataset, args.src, args.tgt, expected=args.expect,
                     check=not args.no_size_check, params=params, raw_files=args.raw_file)
+
+
+def _parse_expect_lm(spec):
+    if spec not in checks.EXPECTED_LM_SIZES:
+        raise argparse.ArgumentTypeError(f"no expected sizes for {spec!r}: use one of {', '.join(checks.EXPECTED_LM_SIZES)}")
+    return checks.EXPECTED_LM_SIZES[spec]
+
+
+def _cmd_finalize_lm(args):
+    params = dict(p.split("=", 1) for p in args.param)
+    checks.finalize_lm(args.dir, args.dataset, args.text_suffix, min_count=args.min_count, expected=args.expect,
+                       check=not args.no_size_check, params=params, raw_files=args.raw_file)
 
 
 def _cmd_synthetic(args):
@@ -152,6 +169,12 @@ def build_parser():
     p.add_argument("picked")
     p.set_defaults(func=_cmd_split_every)
 
+    p = sub.add_parser("lm-text", help="copy a tokenized LM corpus file (or a zip member) unchanged, checking it is UTF-8")
+    p.add_argument("--member", help="the file inside the zip archive INPUT")
+    p.add_argument("input")
+    p.add_argument("out")
+    p.set_defaults(func=_cmd_lm_text)
+
     p = sub.add_parser("learn-bpe", help="joint subword-nmt learn_bpe on the concatenated inputs")
     p.add_argument("--merges", type=int, required=True)
     p.add_argument("--out", required=True)
@@ -188,6 +211,17 @@ def build_parser():
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="recorded in prep.json")
     p.add_argument("--raw-file", action="append", default=[], help="raw input whose sha256 prep.json records")
     p.set_defaults(func=_cmd_finalize)
+
+    p = sub.add_parser("finalize-lm", help="check a staged --only-source (language modeling) directory, write prep.json")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--text-suffix", required=True, help="text/<split><suffix> is the text that was binarized")
+    p.add_argument("--min-count", type=int, default=1, help="the --thresholdsrc the dictionary was built with")
+    p.add_argument("--expect", type=_parse_expect_lm, default=None, help=" | ".join(checks.EXPECTED_LM_SIZES))
+    p.add_argument("--no-size-check", action="store_true")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="recorded in prep.json")
+    p.add_argument("--raw-file", action="append", default=[], help="raw input whose sha256 prep.json records")
+    p.set_defaults(func=_cmd_finalize_lm)
 
     p = sub.add_parser("synthetic", help="write the seeded synthetic corpus")
     p.add_argument("--outdir", required=True)
