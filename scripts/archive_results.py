@@ -4,10 +4,11 @@
 Usage: python scripts/archive_results.py SRC DEST   (e.g. checkpoints/multi30k results/multi30k)
 
 Checkpoints live in the ignored ``checkpoints/`` and are lost with the machine; the
-tables of docs/results.md must stay reproducible from files that exist. For every run directory under SRC with a
-``results.json``, this copies to the same relative place under DEST: ``results.json``,
-``scores.json``, the sorted hypotheses and references ``pn-results`` compares
-(``test.*.txt``), ``train.done`` / ``train.cmd``, and the JSON records of ``train.log``
+tables of docs/results.md must stay reproducible from files that exist. For every run directory
+under SRC with a ``results.json`` (or a language-model row's ``results-lm.json``), this copies to
+the same relative place under DEST: ``results.json``, ``scores.json``, ``results-lm.json`` and
+``eval-lm.log`` (fairseq-eval-lm's output), the sorted hypotheses and references ``pn-results``
+compares (``test.*.txt``), ``train.done`` / ``train.cmd``, and the JSON records of ``train.log``
 (training and validation lines, no model dumps). ``pn-results DEST`` and ``pn-plot`` then work
 on DEST as on SRC. Files are written through a temporary name, then renamed.
 """
@@ -15,7 +16,9 @@ import pathlib
 import shutil
 import sys
 
-KEEP = ("results.json", "scores.json", "scores.last.json", "train.done", "train.cmd")
+KEEP = ("results.json", "scores.json", "scores.last.json", "train.done", "train.cmd",
+        "results-lm.json", "eval-lm.log")  # language-model rows (scripts/run_lm_row.sh)
+RESULTS = ("results.json", "results-lm.json")
 
 
 def copy(src: pathlib.Path, dst: pathlib.Path, text: str = None):
@@ -34,7 +37,7 @@ def main(argv):
     src, dest = map(pathlib.Path, argv)
     if not src.is_dir():
         sys.exit(f"archive_results: error: no directory {src}")
-    runs = sorted(p.parent for p in src.rglob("results.json"))
+    runs = sorted({p.parent for name in RESULTS for p in src.rglob(name)})
     for run in runs:
         out = dest / run.relative_to(src)
         for f in [run / k for k in KEEP] + sorted(run.glob("test.*.txt")):

@@ -22,3 +22,22 @@ def test_archive_keeps_results_texts_and_log_records_only(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "test.hyp.txt", "test.ref.txt", "train.log"]
     assert (out / "train.log").read_text().count("\n") == 2 and "model dump" not in (out / "train.log").read_text()
     assert not (tmp_path / "dst" / "bn").exists()
+
+
+def test_archive_keeps_language_model_runs(tmp_path):
+    """A language-model run (scripts/run_lm_row.sh) has results-lm.json, not results.json: it is
+    archived with its fairseq-eval-lm log, and its train.log keeps only the records."""
+    run = tmp_path / "src" / "lm-multi30k" / "pn" / "seed1"
+    run.mkdir(parents=True)
+    (run / "results-lm.json").write_text('{"kind": "lm", "row": "pn"}\n')
+    (run / "eval-lm.log").write_text("Loss (base 2): 5.9542, Perplexity: 62.00\n")
+    (run / "train.done").write_text("fairseq-train ...\n12.5\n")
+    (run / "checkpoint_best.pt").write_bytes(b"x" * 100)
+    (run / "train.log").write_text("2026 | INFO | fairseq | model dump\n2026 | INFO | valid | {\"valid_loss\": \"6\"}\n")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "archive_results.py"), tmp_path / "src", tmp_path / "dst"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "1 run(s)" in proc.stdout, proc.stderr
+    out = tmp_path / "dst" / "lm-multi30k" / "pn" / "seed1"
+    assert sorted(p.name for p in out.iterdir()) == ["eval-lm.log", "results-lm.json", "train.done", "train.log"]
+    assert (out / "eval-lm.log").read_text() == "Loss (base 2): 5.9542, Perplexity: 62.00\n"
+    assert (out / "train.log").read_text() == '2026 | INFO | valid | {"valid_loss": "6"}\n'
