@@ -113,3 +113,22 @@ def data_bin(tmp_path_factory):
     from pn_fairseq.gpucheck.stages import smoke_data
 
     return smoke_data(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def multi30k_prepared(tmp_path_factory):
+    """Multi30k De-En prepared from the raw files in ../shared/data/multi30k by
+    data-prep/prepare-multi30k.sh, once per test session (xdist's workers share the build):
+    (data-bin directory, the run's work dir, the run as a CompletedProcess). Skips where the raw
+    files are absent."""
+    from conftest_dataprep import MULTI30K_RAW, MULTI30K_RAW_FILES, describe, prepare_multi30k_once
+
+    missing = [f for f in MULTI30K_RAW_FILES if not (MULTI30K_RAW / f).exists()]
+    if missing:
+        pytest.skip(f"Multi30k raw files not found in {MULTI30K_RAW}: {', '.join(missing)}")
+    base = tmp_path_factory.getbasetemp()
+    # An xdist worker's base is <session>/<worker id>: the session's folder is shared by its workers.
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    dest, work, proc = prepare_multi30k_once(shared / "multi30k-prepared")
+    assert proc.returncode == 0, describe(proc)
+    return dest, work, proc

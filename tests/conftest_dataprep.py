@@ -4,6 +4,7 @@ Runs the data-prep/*.sh scripts the way a user would: bash, from an unrelated di
 the virtualenv's python and fairseq-preprocess on PATH, offline.
 """
 import contextlib
+import fcntl
 import functools
 import http.server
 import json
@@ -18,6 +19,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("PN_SHARED_DIR", REPO.parent / "shared"))
 DATA_PREP = REPO / "data-prep"
 VENV_BIN = pathlib.Path(sys.executable).parent
+MULTI30K_RAW = SHARED / "data" / "multi30k"
+MULTI30K_RAW_FILES = [f"{split}.{lang}.gz" for split in ("train", "val", "test_2016_flickr") for lang in ("de", "en")]
 
 
 def script_env(**extra):
@@ -104,3 +107,23 @@ def load_fairseq_split(dest, split, src, tgt):
         upsample_primary=1, left_pad_source=True, left_pad_target=False,
         max_source_positions=1024, max_target_positions=1024)
     return dataset, src_dict, tgt_dict
+
+
+def prepare_multi30k_once(root):
+    """data-bin/multi30k.de-en built under ``root`` by prepare-multi30k.sh from MULTI30K_RAW, by
+    whichever process asks first; a second one (another xdist worker: ``--dist loadfile`` may put
+    the modules that use it on both) waits on the lock and reuses it rather than build it again.
+    Returns (dest, work dir, the building run as a CompletedProcess)."""
+    root = pathlib.Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    dest, work, record = root / "data-bin" / "multi30k.de-en", root / "work", root / "build.json"
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not record.exists():
+            proc = run_script("prepare-multi30k.sh", cwd=root, RAW_DIR=MULTI30K_RAW, DEST=dest, WORK_DIR=work)
+            tmp = record.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"args": proc.args, "returncode": proc.returncode, "stdout": proc.stdout,
+                                       "stderr": proc.stderr}), encoding="utf-8")
+            tmp.replace(record)
+    built = json.loads(record.read_text(encoding="utf-8"))
+    return dest, work, subprocess.CompletedProcess(built["args"], built["returncode"], built["stdout"], built["stderr"])

@@ -1,31 +1,26 @@
 """Multi30k end to end from the real raw files (RAW_DIR=../shared/data/multi30k)."""
 import gzip
 import shutil
-import time
 
 import pytest
 
-from conftest_dataprep import SHARED, describe, load_fairseq_split, prep_json, read, run_script
-
-RAW = SHARED / "data" / "multi30k"
-RAW_FILES = [f"{split}.{lang}.gz" for split in ("train", "val", "test_2016_flickr") for lang in ("de", "en")]
+from conftest_dataprep import MULTI30K_RAW as RAW
+from conftest_dataprep import MULTI30K_RAW_FILES as RAW_FILES
+from conftest_dataprep import describe, load_fairseq_split, prep_json, read, run_script
 
 pytestmark = pytest.mark.skipif(not all((RAW / f).exists() for f in RAW_FILES),
                                 reason=f"Multi30k raw files not found in {RAW}")
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multi30k")
-    dest, work = root / "data-bin" / "multi30k.de-en", root / "work"
-    start = time.monotonic()
-    proc = run_script("prepare-multi30k.sh", cwd=root, RAW_DIR=RAW, DEST=dest, WORK_DIR=work)
-    assert proc.returncode == 0, describe(proc)
-    return dest, work, proc, time.monotonic() - start
+def prepared(multi30k_prepared):
+    """conftest.py's session build, shared with tests/test_preln_rows.py's epoch size:
+    (data-bin directory, work dir, the building run)."""
+    return multi30k_prepared
 
 
 def test_split_sizes_are_exact(prepared):
-    dest, _, _, _ = prepared
+    dest, _, _ = prepared
     info = prep_json(dest)
     assert info["counts"] == {"train": 29000, "valid": 1014, "test": 1000}
     assert info["expected_sizes"]["train"] == "exactly 29,000"
@@ -36,7 +31,7 @@ def test_split_sizes_are_exact(prepared):
 
 
 def test_prep_json_records_bpe_and_tools(prepared):
-    dest, _, _, _ = prepared
+    dest, _, _ = prepared
     info = prep_json(dest)
     assert info["bpe"]["merges_requested"] == 10000
     assert info["bpe"]["merges_learned"] == 10000
@@ -47,7 +42,7 @@ def test_prep_json_records_bpe_and_tools(prepared):
 
 
 def test_known_tokenized_lines(prepared):
-    dest, _, _, _ = prepared
+    dest, _, _ = prepared
     text = dest / "text"
     assert read(text / "train.tok.de")[0] == "zwei junge weiße männer sind im freien in der nähe vieler büsche ."
     assert read(text / "train.tok.en")[0] == "two young , white males are outside near many bushes ."
@@ -62,7 +57,7 @@ def test_known_tokenized_lines(prepared):
 
 
 def test_bpe_text_undoes_to_tokenized_text(prepared):
-    dest, _, _, _ = prepared
+    dest, _, _ = prepared
     for split in ("valid", "test"):
         for lang in ("de", "en"):
             bpe = read(dest / "text" / f"{split}.bpe.{lang}")
@@ -72,14 +67,14 @@ def test_bpe_text_undoes_to_tokenized_text(prepared):
 
 
 def test_raw_test_references_are_the_original_text(prepared):
-    dest, _, _, _ = prepared
+    dest, _, _ = prepared
     for lang in ("de", "en"):
         with gzip.open(RAW / f"test_2016_flickr.{lang}.gz", "rt", encoding="utf-8") as f:
             assert read(dest / "text" / f"test.raw.{lang}") == f.read().split("\n")[:-1]
 
 
 def test_joined_dictionary(prepared):
-    dest, _, _, _ = prepared
+    dest, _, _ = prepared
     de, en = (dest / "dict.de.txt").read_bytes(), (dest / "dict.en.txt").read_bytes()
     assert de == en
     entries = de.decode("utf-8").splitlines()
@@ -90,7 +85,7 @@ def test_joined_dictionary(prepared):
 
 
 def test_binarized_files_load_in_fairseq(prepared):
-    dest, _, _, _ = prepared
+    dest, _, _ = prepared
     for split, n in (("train", 29000), ("valid", 1014), ("test", 1000)):
         dataset, src_dict, tgt_dict = load_fairseq_split(dest, split, "de", "en")
         assert len(dataset) == n
@@ -101,27 +96,28 @@ def test_binarized_files_load_in_fairseq(prepared):
 
 
 def test_work_directory_cleaned_and_no_partial_left(prepared):
-    dest, work, _, _ = prepared
+    dest, work, _ = prepared
     assert not work.exists()  # RAW_DIR run: nothing downloaded, intermediates removed
     assert not dest.with_name(dest.name + ".partial").exists()
 
 
 def test_progress_messages_on_stderr(prepared):
-    _, _, proc, _ = prepared
+    _, _, proc = prepared
     ours = [line for line in proc.stderr.splitlines() if line.startswith("[prepare-multi30k]")]
     assert any("step tokenize done" in line for line in ours)
     assert any("train.tok.de: 29,000 lines" in line for line in ours)
     assert proc.stdout.strip() == "" or "[prepare-multi30k]" not in proc.stdout
 
 
-def test_rerun_exits_quickly_when_finished(prepared, tmp_path):
-    dest, work, _, _ = prepared
+def test_rerun_does_nothing_when_finished(prepared, tmp_path):
+    # Its one line says so, no step ran (no step's progress line, no work dir), prep.json as it was.
+    dest, work, _ = prepared
     before = (dest / "prep.json").read_bytes()
-    start = time.monotonic()
     proc = run_script("prepare-multi30k.sh", cwd=tmp_path, RAW_DIR=RAW, DEST=dest, WORK_DIR=work)
     assert proc.returncode == 0, describe(proc)
-    assert "already prepared" in proc.stderr
-    assert time.monotonic() - start < 10
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("[prepare-multi30k]")]
+    assert ours == [f"[prepare-multi30k] already prepared: {dest}/prep.json exists (delete {dest} to prepare it again)"]
+    assert not work.exists()
     assert (dest / "prep.json").read_bytes() == before
 
 

@@ -2,6 +2,7 @@
 prints the paper's schedule; the schedules give the paper's learning rates update by update."""
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -129,22 +130,33 @@ def test_wmt14_rows(row):
     assert flags(cmds["pn-score"])["--scheme"] == "wmt"
 
 
-def test_multi30k_epoch_size():
-    """EPOCH_UPDATES of the Multi30k mode: fairseq's batches of the training set at 4,096 tokens."""
-    data = REPO / "data-bin" / "multi30k.de-en"
-    if not (data / "train.de-en.de.bin").exists():
-        pytest.skip("no data-bin/multi30k.de-en (data-prep/prepare-multi30k.sh)")
-    from fairseq import tasks
+def _conf_value(configs, name):
+    """The one ``NAME=<integer>`` line of configs/<configs>/common.conf."""
+    values = re.findall(rf"^{name}=(\d+)\b", (REPO / "configs" / configs / "common.conf").read_text(), flags=re.M)
+    assert len(values) == 1, f"configs/{configs}/common.conf: {name}= {values}"
+    return int(values[0])
 
-    args = options.parse_args_and_arch(options.get_training_parser(), [
-        str(data), "--task", "translation", "--arch", "transformer", "--source-lang", "de", "--target-lang", "en",
-        "--max-tokens", "4096", "--required-batch-size-multiple", "1", "--cpu"])
+
+def test_multi30k_epoch_size(multi30k_prepared, tmp_path):
+    """EPOCH_UPDATES of the Multi30k modes: fairseq's batches of the training set that
+    conftest.py prepares from the raw files, with a Multi30k row's own training command
+    (4,096 tokens, --required-batch-size-multiple 1), batched as fairseq-train does."""
+    from fairseq import tasks, utils
+
+    data, _, _ = multi30k_prepared
+    argv = dry_run("multi30k-preln/preln-nowarmup.sh", DATA=str(data), SAVE_DIR=str(tmp_path))["fairseq-train"]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv[1:] + ["--cpu"])
+    assert (args.max_tokens, args.required_batch_size_multiple) == (4096, 1)
     task = tasks.setup_task(args)
     task.load_dataset("train")
-    itr = task.get_batch_iterator(task.dataset("train"), max_tokens=4096, max_positions=(1024, 1024),
-                                  required_batch_size_multiple=1, seed=1)
+    assert len(task.dataset("train")) == 29000
+    # fairseq_cli/train.py: the task's and the model's limits
+    max_positions = utils.resolve_max_positions(task.max_positions(), task.build_model(args).max_positions())
+    itr = task.get_batch_iterator(task.dataset("train"), max_tokens=args.max_tokens, max_positions=max_positions,
+                                  required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed)
     assert len(itr) == MULTI30K_EPOCH
-    assert f"EPOCH_UPDATES={MULTI30K_EPOCH} " in (REPO / "configs/multi30k-preln/common.conf").read_text()
+    assert _conf_value("multi30k-preln", "EPOCH_UPDATES") == MULTI30K_EPOCH
+    assert _conf_value("multi30k-converged", "EPOCH_UPDATES") == MULTI30K_EPOCH
 
 
 def _lrs_of_first_updates(train_argv, n):
