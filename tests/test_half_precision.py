@@ -71,8 +71,8 @@ def test_half_cast_layer_large_activations(name, opts, dtype):
         assert torch.isfinite(y).all() and torch.isfinite(dx).all()
     for k, b in norm.state_dict().items():
         assert torch.isfinite(b.float()).all(), k
-    psi2 = getattr(norm, "running_psi2", None)
-    if psi2 is not None and not opts.get("groups"):  # (group scaling brings the input to RMS 1 first)
+    if name in ("power", "power_v") and not opts.get("groups"):  # (group scaling brings the input to RMS 1 first)
+        psi2 = norm.running_psi2
         assert psi2.dtype == torch.float32 and psi2.max() > 1e6  # the statistic itself did not overflow
 
 
