@@ -2,7 +2,9 @@
 
 Gathers what exists under a directory: every ``results.json`` (one table), the seeds and
 paired-bootstrap tables ``pn-results`` prints for them (the same code: :func:`seeds_and_significance`),
-the loss curves of every run's ``train.log`` (drawn by the caller into one PNG, each run in its
+for language-model rows (``results-lm.json``) the perplexity tables ``pn-results`` prints and the
+validation perplexity against updates ``pn-plot --valid-ppl`` draws (:func:`language_models`), the
+loss curves of every run's ``train.log`` (drawn by the caller into one PNG, each run in its
 row's colour) and every PNG found. Images are embedded as base64 data URIs and the style is
 inline, so the page is one file that opens anywhere, offline.
 """
@@ -10,7 +12,10 @@ import base64
 import dataclasses
 import datetime
 import html
+import io
 import os
+
+from pn_fairseq.evaluation.lm_results import FILENAME as LM_RESULTS
 
 from . import AnalysisError
 from .logs import loss_curves
@@ -59,11 +64,33 @@ def gather(root, exclude=()):
             path = os.path.join(directory, name)
             if name.lower().endswith(".png") and os.path.abspath(path) not in exclude:
                 found["figures"].append(path)
-    if not (found["results"] or found["logs"] or found["figures"]):
+        if LM_RESULTS in names:
+            found["lm_results"] = True
+    if not (found["results"] or found["logs"] or found["figures"] or found.get("lm_results")):
         raise AnalysisError(f"{root}: nothing to report (no results.json, train.log or *.png below it)")
     if found["results"]:
         found["sections"], found["comparisons"] = seeds_and_significance(root, found["warnings"])
+    if found.pop("lm_results", False):
+        found["lm"] = language_models(root, found["warnings"])
     return found
+
+
+def language_models(root, warnings):
+    """What ``pn-results ROOT`` prints of the language-model runs (the perplexity table per dataset,
+    the comparison with preln paired by seed) and the numbers of the validation-perplexity figure:
+    ``{"sections": [Section], "comparisons": {dataset: report}, "valid_curves": {dataset: [...]},
+    "ppl_per_row": {dataset: [...]}}``, or None with a warning when the results cannot be read."""
+    from pn_fairseq.evaluation import lm_tables
+
+    try:
+        groups, _ = lm_tables.collect([root])
+    except (OSError, lm_tables.LMResultsError) as err:
+        warnings.append(f"language-model tables left out: {err}")
+        return None
+    comparisons = lm_tables.compare_all(groups)
+    return {"sections": lm_tables.sections(groups, comparisons), "comparisons": comparisons,
+            "valid_curves": lm_tables.valid_curves(groups), "ppl_per_row": lm_tables.ppl_per_row(groups),
+            "n_runs": sum(g.n for g in groups.values())}
 
 
 def seeds_and_significance(root, warnings):
@@ -126,12 +153,38 @@ def numbers(root, found, curves):
         "figures": [os.path.relpath(p, root) for p in found["figures"]],
         "loss_curves": {label: {name: {"updates": c[0], "values": c[1]} for name, c in curve.items()}
                         for label, curve in curves.items()},
+        "language_models": None if not found.get("lm") else {
+            "sections": [dataclasses.asdict(s) for s in found["lm"]["sections"]],
+            "comparisons": found["lm"]["comparisons"], "valid_curves": found["lm"]["valid_curves"],
+            "ppl_per_row": found["lm"]["ppl_per_row"]},
     }
 
 
 def _data_uri(path):
     with open(path, "rb") as f:
         return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
+
+
+def _figure_uri(fig):
+    # Drawn into the page only: a PNG written into the tree would be found as a figure next time.
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _language_models_html(lm):
+    from pn_fairseq.evaluation.curves import valid_ppl_figure
+
+    parts = ['<h2 id="language-models">Language models: test perplexity (lower is better)</h2>',
+             "<p>As <code>pn-results</code> prints them for the results-lm.json files here.</p>"]
+    parts += [_section_html(section) for section in lm["sections"]]
+    if lm["valid_curves"]:
+        uri = _figure_uri(valid_ppl_figure(lm["valid_curves"]))
+        parts.append(f'<figure><img alt="validation perplexity" src="{uri}">'
+                     "<figcaption>Validation perplexity against updates (as <code>pn-plot --valid-ppl</code> draws "
+                     "it): a line per row, the mean over its seeds with a min-max band; lower is better."
+                     "</figcaption></figure>")
+    return "\n".join(parts)
 
 
 def _cell(value):
@@ -174,7 +227,9 @@ def render(root, found, loss_figure=None):
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              f"<p>Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by <code>pn-analyze report</code>: "
-             f"{len(found['results'])} result(s), {len(found['logs'])} training log(s), "
+             f"{len(found['results'])} result(s), "
+             + (f"{found['lm']['n_runs']} language-model result(s), " if found.get("lm") else "")
+             + f"{len(found['logs'])} training log(s), "
              f"{len(found['figures'])} figure(s).</p>"]
     parts.append("<h2>Results</h2>")
     if found["results"]:
@@ -184,7 +239,8 @@ def render(root, found, loss_figure=None):
             parts.append("<tr>" + "".join(f"<td>{_cell(row[k])}</td>" for k, _ in TABLE_COLUMNS) + "</tr>")
         parts.append("</table>")
     else:
-        parts.append("<p>No results.json found.</p>")
+        parts.append("<p>No results.json found" + (" (language-model results below)" if found.get("lm") else "")
+                     + ".</p>")
     for warning in found["warnings"]:
         parts.append(f'<p class="warn">{html.escape(warning)}</p>')
     if found["results"]:
@@ -195,6 +251,8 @@ def render(root, found, loss_figure=None):
         else:
             parts.append("<p>No row with several (or lacking) seeds, and no row tested against preln "
                          "(none in a dataset, or no texts beside results.json).</p>")
+    if found.get("lm"):
+        parts.append(_language_models_html(found["lm"]))
     parts.append("<h2>Loss curves</h2>")
     if loss_figure:
         parts.append(f'<figure><img alt="loss curves" src="{_data_uri(loss_figure)}">'

@@ -1,16 +1,26 @@
 """``pn-plot``: validation curves (e.g. valid loss against updates) of several runs, or
-(``--bleu``) BLEU per row with each seed as a point and the mean with its 95% interval.
+(``--bleu``) BLEU per row with each seed as a point and the mean with its 95% interval; for
+language-model rows (``results-lm.json``), ``--ppl``: test perplexity per row drawn the same way
+(lower is better), ``--valid-ppl``: validation perplexity against updates, a line per row (the
+mean over seeds, a min-max band).
 
 Reads each run's ``train.log`` (fairseq's json or simple log format): :mod:`pn_fairseq.evaluation.curves`;
-``--bleu`` reads results.json files as ``pn-results`` does (:mod:`pn_fairseq.evaluation.results`).
+``--bleu`` reads results.json files as ``pn-results`` does (:mod:`pn_fairseq.evaluation.results`);
+``--ppl`` / ``--valid-ppl`` read results-lm.json files as ``pn-results`` does
+(:mod:`pn_fairseq.evaluation.lm_tables`) and write the plotted numbers beside the PNG
+(``PLOT.json`` for ``PLOT.png``).
 """
 import argparse
 import json
 import os
 import sys
 
+from pn_common.atomic import write_text_atomic
 from pn_fairseq.cli import quiet_library_logging, seed_list
-from pn_fairseq.evaluation.curves import LogError, parse_validation_log, plot_bleu_per_row, plot_runs, run_log_path
+from pn_fairseq.evaluation import lm_tables
+from pn_fairseq.evaluation.curves import (LogError, parse_validation_log, plot_bleu_per_row, plot_figure, plot_runs,
+                                          ppl_figure, run_log_path, valid_ppl_figure)
+from pn_fairseq.evaluation.lm_results import LMResultsError
 from pn_fairseq.evaluation.results import ResultsError, bleu_per_row, collect
 
 
@@ -42,8 +52,14 @@ def build_parser():
     what.add_argument("--bleu", nargs="+", metavar="PATH",
                       help="BLEU per row instead: results.json files or directories searched for them "
                       "(seeds of a row are grouped as pn-results does)")
+    what.add_argument("--ppl", nargs="+", metavar="PATH",
+                      help="test perplexity per row of language-model runs (lower is better): results-lm.json "
+                      "files or directories searched for them; the numbers go to PLOT.json beside PLOT.png")
+    what.add_argument("--valid-ppl", nargs="+", metavar="PATH",
+                      help="validation perplexity against updates of language-model runs, a line per row "
+                      "(mean over seeds, min-max band): results-lm.json files or directories; numbers to PLOT.json")
     parser.add_argument("--seeds", type=seed_list, default=(), metavar="1,2,3",
-                        help="with --bleu: the seeds every row should have; a row without one is drawn "
+                        help="with --bleu or --ppl: the seeds every row should have; a row without one is drawn "
                         "as partial (default: the seeds any row of the dataset has)")
     parser.add_argument("--output", required=True, metavar="PLOT.png", help="PNG to write (atomically)")
     parser.add_argument("--metric", default="valid_loss",
@@ -59,6 +75,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.bleu:
         return _plot_bleu(args)
+    if args.ppl or args.valid_ppl:
+        return _plot_lm(args)
     curves, rows = {}, {}
     try:
         for name, directory in args.runs:
@@ -90,6 +108,39 @@ def _plot_bleu(args):
     except (OSError, ResultsError, LogError) as err:
         raise SystemExit(f"pn-plot: error: {err}") from None
     print(f"wrote {args.output}")
+    return 0
+
+
+def sidecar_path(output):
+    """Where the plotted numbers of ``output`` (a PNG) go: ``PLOT.json`` beside ``PLOT.png``."""
+    return os.path.splitext(output)[0] + ".json"
+
+
+def _plot_lm(args):
+    try:
+        groups, _ = lm_tables.collect(args.ppl or args.valid_ppl, seeds=args.seeds)
+        if args.ppl:
+            data = lm_tables.ppl_per_row(groups)
+            for dataset, rows in data.items():
+                for e in rows:
+                    ci = "" if e["ci95"] is None else f", 95% CI [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]"
+                    print(f"{dataset} {e['row']}: {len(e['ppls'])} seed(s), mean test perplexity {e['mean']:.2f}{ci}"
+                          + ("" if e["complete"] else " (partial)"))
+            fig = ppl_figure(data, args.title)
+        else:
+            data = lm_tables.valid_curves(groups)
+            for dataset, lines in data.items():
+                for line in lines:
+                    print(f"{dataset} {line['row']}: {len(line['seeds'])} seed(s), {len(line['updates'])} validations, "
+                          f"last mean validation perplexity {line['mean'][-1]:.2f} at update {line['updates'][-1]}")
+            fig = valid_ppl_figure(data, args.title)
+    except (OSError, LMResultsError, LogError) as err:
+        raise SystemExit(f"pn-plot: error: {err}") from None
+    plot_figure(fig, args.output)
+    what = "test perplexity per row" if args.ppl else "validation perplexity against updates"
+    write_text_atomic(sidecar_path(args.output), json.dumps({"plot": what, "lower_is_better": True, "datasets": data},
+                                                            indent=1) + "\n")
+    print(f"wrote {args.output} and {sidecar_path(args.output)}")
     return 0
 
 

@@ -7,6 +7,12 @@ Where runs also scored their last checkpoint (results.json ``last_checkpoint``, 
 table per dataset compares it with the averaged one: averaged BLEU, last-checkpoint BLEU and their
 difference, mean ± std over seeds.
 
+Language-model rows (``results-lm.json``, scripts/run_lm_row.sh) get a test-perplexity table per
+dataset (lower is better; mean ± std over seeds, each seed, the paper's, the last validation's)
+and a comparison with the baseline row paired by seed (test loss in nats/token, Student-t
+interval over the seed pairs): :mod:`pn_fairseq.evaluation.lm_tables`. A directory holding both
+kinds prints both.
+
 The ``results.json`` contract, collection, seeds and rendering: :mod:`pn_fairseq.evaluation.results`;
 the significance tests: :mod:`pn_fairseq.evaluation.significance`.
 """
@@ -15,9 +21,11 @@ import json
 import sys
 
 from pn_common.atomic import write_text_atomic
-from pn_fairseq.evaluation import significance
+from pn_fairseq.evaluation import lm_tables, significance
 from pn_fairseq.cli import quiet_library_logging, seed_list
-from pn_fairseq.evaluation.results import ROWS, ResultsError, collect_runs, compare_all, render_table, summary_json
+from pn_fairseq.evaluation.lm_results import LMResultsError
+from pn_fairseq.evaluation.results import (ROWS, ResultsError, Section, collect_runs, compare_all, render_markdown,
+                                           report_sections, summary_json)
 from pn_fairseq.evaluation.scoring import ScoringError
 
 
@@ -25,10 +33,12 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="pn-results",
         description="Collect results.json files into a markdown table like PowerNorm's Table 1, group "
-        "seeds, and test every row against a baseline row (sacrebleu's paired bootstrap).",
+        "seeds, and test every row against a baseline row (sacrebleu's paired bootstrap); language-model "
+        "rows' results-lm.json into a test-perplexity table (lower is better) compared with the "
+        "baseline row seed by seed.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="results.json files, or directories searched recursively for them")
+                        help="results.json / results-lm.json files, or directories searched recursively for them")
     parser.add_argument("--output", metavar="FILE.md", help="also write the table here (atomically)")
     parser.add_argument("--json", metavar="FILE.json",
                         help="also write every row's seeds, mean, std and the tests here (atomically)")
@@ -38,7 +48,8 @@ def build_parser():
                         help="seeds every row should have: a row without one is marked as missing it "
                         "(default: the seeds any row of the dataset has)")
     parser.add_argument("--no-significance", action="store_true",
-                        help="skip the paired bootstrap (and deriving the runs' text files)")
+                        help="skip the comparisons with the baseline: the paired bootstrap (and deriving the "
+                        "runs' text files), and the language models' comparison over seeds")
     return parser
 
 
@@ -50,17 +61,26 @@ def main(argv=None):
         parser.error(f"--baseline: unknown row '{args.baseline}' (rows: {', '.join(ROWS)})")
     try:
         table, orphans = collect_runs(args.paths, seeds=args.seeds)
+        lm_groups, orphans = lm_tables.collect(args.paths, seeds=args.seeds, unfinished=orphans)
         comparisons = {} if args.no_significance else compare_all(table, args.baseline)
-    except (OSError, ResultsError, ScoringError, significance.SignificanceError) as err:
+        lm_comparisons = {} if args.no_significance else lm_tables.compare_all(lm_groups, args.baseline)
+    except (OSError, ResultsError, LMResultsError, ScoringError, significance.SignificanceError) as err:
         raise SystemExit(f"pn-results: error: {err}") from None
-    if not table:
-        print(f"warning: no results.json under {' '.join(args.paths)}", file=sys.stderr)
-    text = render_table(table, comparisons, orphans)
+    if not table and not lm_groups:
+        print(f"warning: no results.json or results-lm.json under {' '.join(args.paths)}", file=sys.stderr)
+    if table or not lm_groups:
+        sections = report_sections(table, comparisons, orphans)
+    else:  # language models only: no empty translation table
+        sections = [Section(text="Unfinished runs (no results file):",
+                            items=[f"{u.run_dir}: {u.state}" for u in orphans])] if orphans else []
+    text = render_markdown(sections + lm_tables.sections(lm_groups, lm_comparisons))
     sys.stdout.write(text)
     if args.output:
         write_text_atomic(args.output, text)
     if args.json:
-        write_text_atomic(args.json, json.dumps(summary_json(table, comparisons, orphans), indent=2) + "\n")
+        summary = summary_json(table, comparisons, orphans)
+        summary["lm"] = lm_tables.summary_json(lm_groups, lm_comparisons)
+        write_text_atomic(args.json, json.dumps(summary, indent=2) + "\n")
     return 0
 
 

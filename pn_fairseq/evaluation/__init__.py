@@ -5,8 +5,10 @@
 - :mod:`.results`: the ``results.json`` contract; collecting runs, seeds, the Table 1 layout;
 - :mod:`.row_state`: whether a run directory's training and results still answer a row
   script's command (reuse, continue, re-decode or stop);
-- :mod:`.curves`: validation curves from ``train.log``, the BLEU-per-row plot;
-- :mod:`.figures`: one colour per row in every figure, BLEU axes from 0.
+- :mod:`.curves`: validation curves from ``train.log``, the BLEU- and perplexity-per-row plots;
+- :mod:`.figures`: one colour per row in every figure, BLEU axes from 0;
+- :mod:`.lm_results`: the language-model rows' ``results-lm.json`` (written, read back checked);
+- :mod:`.lm_tables`: their perplexity tables, comparison with a baseline row over seeds, plot data.
 
 May import :mod:`pn_common`, :mod:`pn_fairseq.hooks` and :mod:`pn_fairseq.checkpoints`; never
 norms or models (a finished run is read from its files), analysis or the command-line tools.

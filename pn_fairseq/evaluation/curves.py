@@ -1,6 +1,8 @@
 """Validation curves (e.g. valid loss against updates) of fairseq-train runs: read and drawn;
-and the BLEU-per-row figure (:func:`plot_bleu_per_row`, its numbers from
-:func:`pn_fairseq.evaluation.results.bleu_per_row`).
+the BLEU-per-row figure (:func:`plot_bleu_per_row`, its numbers from
+:func:`pn_fairseq.evaluation.results.bleu_per_row`); for language models, test perplexity per row
+(:func:`ppl_figure`) and validation perplexity against updates (:func:`valid_ppl_figure`), their
+numbers from :mod:`pn_fairseq.evaluation.lm_tables`.
 
 The library of ``pn-plot`` (:mod:`pn_fairseq.cli.plot`).
 
@@ -134,6 +136,22 @@ def bleu_figure(per_dataset, title=None):
     (the row shows its single point and the mean bar on it); a row with unfinished or missing
     seeds is labelled ``(partial)``.
     """
+    return per_row_figure(per_dataset, "bleus", "test BLEU (points)", title, bleu_axis, legend_at="lower right")
+
+
+def ppl_figure(per_dataset, title=None):
+    """Test perplexity per row, drawn as :func:`bleu_figure` draws BLEU (each seed a point, the mean
+    a bar with its 95% interval over seeds); lower is better.
+
+    ``per_dataset``: :func:`pn_fairseq.evaluation.lm_tables.ppl_per_row`.
+    """
+    return per_row_figure(per_dataset, "ppls", "test perplexity (lower is better)", title)
+
+
+def per_row_figure(per_dataset, key, ylabel, title=None, axis=None, legend_at="best"):
+    """One panel per dataset, a column per row: ``entry[key]`` (one value per seed) as points in
+    the row's colour, ``entry["mean"]`` a black bar, ``entry["ci95"]`` (or None) its error bar.
+    ``axis``: called with each panel's axes after drawing (e.g. :func:`bleu_axis`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -146,9 +164,9 @@ def bleu_figure(per_dataset, title=None):
     for k, (dataset, rows) in enumerate(per_dataset.items()):
         ax = fig.add_subplot(1, n, k + 1)
         for x, entry in enumerate(rows):
-            bleus = entry["bleus"]
-            offsets = [0.0] if len(bleus) == 1 else [-0.15 + 0.3 * i / (len(bleus) - 1) for i in range(len(bleus))]
-            ax.scatter([x + o for o in offsets], bleus, s=22, color=row_color(entry["row"]),
+            values = entry[key]
+            offsets = [0.0] if len(values) == 1 else [-0.15 + 0.3 * i / (len(values) - 1) for i in range(len(values))]
+            ax.scatter([x + o for o in offsets], values, s=22, color=row_color(entry["row"]),
                        alpha=0.8, zorder=5, label="seed (row's colour)" if x == 0 else None)
             ci = entry["ci95"]
             if ci is not None:
@@ -158,14 +176,56 @@ def bleu_figure(per_dataset, title=None):
             ax.hlines(entry["mean"], x - 0.25, x + 0.25, colors="black", linewidth=2, zorder=4,
                       label="mean" if x == 0 else None)
         ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels([e["row"] + ("" if e["complete"] else "\n(partial)") + f"\nn={len(e['bleus'])}"
+        ax.set_xticklabels([e["row"] + ("" if e["complete"] else "\n(partial)") + f"\nn={len(e[key])}"
                             for e in rows])
         ax.set_xlim(-0.6, len(rows) - 0.4)
-        ax.set_ylabel("test BLEU (points)")
-        bleu_axis(ax)
+        ax.set_ylabel(ylabel)
+        if axis is not None:
+            axis(ax)
         ax.set_title(f"{title}: {dataset}" if title else dataset)
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize="small", loc="lower right")
+        ax.legend(fontsize="small", loc=legend_at)
+    fig.tight_layout()
+    return fig
+
+
+def valid_ppl_figure(per_dataset, title=None):
+    """Validation perplexity against updates, one panel per dataset and one line per row: the
+    mean over seeds, a min-max band behind it, an open marker where fewer seeds than the row's
+    validated. Log-scaled perplexity axis: ln(perplexity) is the loss, so equal gaps are equal
+    loss differences and the first validations' large values do not flatten the rest.
+
+    ``per_dataset``: :func:`pn_fairseq.evaluation.lm_tables.valid_curves`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    if not per_dataset:
+        raise LogError("no validation perplexity to plot (no results-lm.json with validations)")
+    n = len(per_dataset)
+    fig = Figure(figsize=(7 * n, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, (dataset, lines) in enumerate(per_dataset.items()):
+        ax = fig.add_subplot(1, n, k + 1)
+        for line in lines:
+            color = row_color(line["row"])
+            seeds = len(line["seeds"])
+            label = line["row"] + (f" (mean of {seeds} seeds, min-max band)" if seeds > 1 else " (1 seed)")
+            ax.fill_between(line["updates"], line["lo"], line["hi"], color=color, alpha=0.2, lw=0)
+            ax.plot(line["updates"], line["mean"], color=color, marker="o", ms=3, label=label)
+            partial = [(u, m) for u, m, c in zip(line["updates"], line["mean"], line["n"]) if c < seeds]
+            if partial:
+                ax.scatter(*zip(*partial), s=30, facecolors="white", edgecolors=color, zorder=3)
+        ax.set_yscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")  # 60, not 6 x 10^1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.set_xlabel("updates")
+        ax.set_ylabel("validation perplexity (lower is better, log scale)")
+        ax.set_title(f"{title}: {dataset}" if title else dataset)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -173,3 +233,8 @@ def bleu_figure(per_dataset, title=None):
 def plot_bleu_per_row(per_dataset, output, title=None):
     """Draw :func:`bleu_figure` into the PNG ``output``, atomically."""
     _save(bleu_figure(per_dataset, title), output)
+
+
+def plot_figure(fig, output):
+    """Save a figure built here into the PNG ``output``, atomically."""
+    _save(fig, output)

@@ -11,6 +11,8 @@ validation records of the training log, and writes, atomically::
      "paper_ppl": null, "train_command": "fairseq-train ..."}
 
 Perplexity is lower-better; fairseq logs losses in base 2, this file holds nats.
+:func:`load` reads one back, checked (every key above, finite perplexities); the tables and plots
+of ``pn-results`` / ``pn-plot`` / ``pn-analyze report``: :mod:`pn_fairseq.evaluation.lm_tables`.
 """
 import argparse
 import json
@@ -23,8 +25,72 @@ from pn_common.atomic import write_text_atomic
 EVAL_LINE = re.compile(r"Loss \(base 2\): ([0-9.eE+-]+|nan|inf), Perplexity: ([0-9.eE+-]+|nan|inf)")
 
 
+FILENAME = "results-lm.json"
+KEYS = ("kind", "row", "dataset", "seed", "test_ppl", "test_loss_nats", "checkpoint", "updates",
+        "wall_time_s", "valid", "paper_ppl", "train_command")
+VALID_KEYS = ("updates", "loss_nats", "ppl")
+# fairseq-eval-lm prints the loss to 4 decimals (bits) and the perplexity to 2: ln(test_ppl) and
+# test_loss_nats agree to 1e-4 * ln 2 + 0.005 / ppl nats; more apart means a damaged file.
+_ROUNDING_NATS = 1e-3
+
+
 class LMResultsError(ValueError):
     """Bad input; the message is one line naming the file."""
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate(data, path):
+    """``data`` (a parsed results-lm.json) if it holds every key of the schema with usable values,
+    else LMResultsError naming ``path`` and the key."""
+    fix = "rewrite it with scripts/run_lm_row.sh (it reuses the trained checkpoint)"
+    if not isinstance(data, dict):
+        raise LMResultsError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    for key in KEYS:
+        if key not in data:
+            raise LMResultsError(f"{path}: missing key '{key}': {fix}")
+    if data["kind"] != "lm":
+        raise LMResultsError(f"{path}: 'kind' is {data['kind']!r}, expected 'lm'")
+    for key in ("row", "dataset"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise LMResultsError(f"{path}: '{key}' must be a non-empty string, got {data[key]!r}")
+    for key in ("seed", "updates"):
+        if not (isinstance(data[key], int) and not isinstance(data[key], bool)):
+            raise LMResultsError(f"{path}: '{key}' must be an integer, got {data[key]!r}")
+    for key in ("test_ppl", "test_loss_nats", "wall_time_s"):
+        if not _number(data[key]) or not math.isfinite(data[key]):
+            raise LMResultsError(f"{path}: '{key}' must be a finite number, got {data[key]!r} "
+                                 "(a non-finite perplexity: the model diverged; nothing to tabulate)")
+    if data["test_ppl"] < 1:
+        raise LMResultsError(f"{path}: 'test_ppl' is {data['test_ppl']!r}, below 1 (no perplexity is)")
+    if abs(math.log(data["test_ppl"]) - data["test_loss_nats"]) > _ROUNDING_NATS + 0.005 / data["test_ppl"]:
+        raise LMResultsError(f"{path}: 'test_loss_nats' {data['test_loss_nats']!r} is not ln('test_ppl' "
+                             f"{data['test_ppl']!r}) (bits for nats?): {fix}")
+    if data["paper_ppl"] is not None and not (_number(data["paper_ppl"]) and math.isfinite(data["paper_ppl"])):
+        raise LMResultsError(f"{path}: 'paper_ppl' must be a finite number or null, got {data['paper_ppl']!r}")
+    valid = data["valid"]
+    if not isinstance(valid, dict) or any(not isinstance(valid.get(k), list) for k in VALID_KEYS):
+        raise LMResultsError(f"{path}: 'valid' must be an object of lists {', '.join(VALID_KEYS)}: {fix}")
+    if len({len(valid[k]) for k in VALID_KEYS}) != 1:
+        raise LMResultsError(f"{path}: 'valid' lists {', '.join(VALID_KEYS)} differ in length: {fix}")
+    for key in VALID_KEYS:
+        bad = [v for v in valid[key] if not _number(v) or not math.isfinite(v)]
+        if bad:
+            raise LMResultsError(f"{path}: 'valid.{key}' holds {bad[0]!r}, not a finite number "
+                                 "(a non-finite validation perplexity: the model diverged)")
+    return data
+
+
+def load(path):
+    """The checked contents of a results-lm.json (:func:`validate`)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise LMResultsError(f"{path}: not valid JSON ({err})") from None
+    return validate(data, path)
 
 
 def read_eval_lm(path):

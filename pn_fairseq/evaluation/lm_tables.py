@@ -1,0 +1,394 @@
+"""Language-model rows' results (``results-lm.json``) as tables and plot data: what ``pn-results``,
+``pn-plot --ppl / --valid-ppl`` and ``pn-analyze report`` show of them.
+
+A results-lm.json (schema: :mod:`pn_fairseq.evaluation.lm_results`) holds one seed of one row on
+one dataset (``lm-multi30k``, ``ptb``, ``wikitext103``). Runs of the same row and dataset are
+grouped (:class:`LMGroup`), as :mod:`pn_fairseq.evaluation.results` groups BLEU runs: a seed other
+rows of the dataset have (or ``--seeds`` names) is *missing* from a row without it, a ``seed<k>``
+directory beside finished seeds without results-lm.json is *unfinished*; neither is averaged in.
+
+The perplexity table (:func:`perplexity_section`): per row, test perplexity mean ± standard
+deviation (n - 1) over seeds and each seed's, the paper's where ``paper_ppl`` is set, the
+validation perplexity at the last validation of each seed. Lower is better.
+
+The comparison with a baseline row (:func:`compare_dataset`): paired by seed. For seed k both rows
+have, ``Δ_k = test_loss_nats(row, k) - test_loss_nats(baseline, k)`` (nats per token, i.e. the
+difference of ln perplexity; negative: the row's perplexity is lower). Pooled: the mean of the
+Δ_k and Student's t 95% interval over the pairs, ``mean ± t(0.975, n-1) · s / √n`` (s: the
+pairs' standard deviation, n - 1); ``exp(Δ)`` is the ratio of the two rows' geometric-mean
+perplexities. One seed pair gives no interval. The interval is about seed-to-seed variation only:
+a paired bootstrap over the test set's blocks (or sentences), as BLEU rows get, needs each
+block's loss, and fairseq-eval-lm prints only the total; left for later (it would need
+``--output-word-probs`` or a per-block scorer).
+
+May import :mod:`pn_fairseq.evaluation.results` (its Section, row order and seed conventions);
+never norms, models or analysis.
+"""
+import dataclasses
+import math
+import os
+import re
+import statistics
+from typing import List
+
+from pn_fairseq.evaluation.lm_results import FILENAME, LMResultsError, load
+from pn_fairseq.evaluation.results import MISSING, ROWS, Section
+
+DATASETS = {"lm-multi30k": "Multi30k LM", "ptb": "PTB", "wikitext103": "WikiText-103", "wikitext2": "WikiText-2"}
+_SEED_DIR_RE = re.compile(r"seed(\d+)")
+
+
+def dataset_name(dataset):
+    return DATASETS.get(dataset, dataset)
+
+
+def _row_order(row):
+    # The BLEU table's order (PowerNorm's Table 1 first), then rows it does not know, by name.
+    return (list(ROWS).index(row), "") if row in ROWS else (len(ROWS), row)
+
+
+def _dataset_order(dataset):
+    return (list(DATASETS).index(dataset), "") if dataset in DATASETS else (len(DATASETS), dataset)
+
+
+@dataclasses.dataclass
+class LMRun:
+    """One finished seed: its results-lm.json and contents."""
+
+    path: str
+    result: dict
+
+    @property
+    def seed(self):
+        return self.result["seed"]
+
+    @property
+    def run_dir(self):
+        return os.path.dirname(os.path.abspath(self.path))
+
+    @property
+    def last_valid(self):
+        """``(updates, perplexity)`` of the last validation, or None (no validation logged)."""
+        valid = self.result["valid"]
+        return (valid["updates"][-1], valid["ppl"][-1]) if valid["updates"] else None
+
+
+@dataclasses.dataclass
+class LMGroup:
+    """The seeds of one row on one dataset."""
+
+    row: str
+    dataset: str
+    runs: List[LMRun] = dataclasses.field(default_factory=list)
+    unfinished: List[str] = dataclasses.field(default_factory=list)  # run directories
+    missing_seeds: List[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def n(self):
+        return len(self.runs)
+
+    @property
+    def ppls(self):
+        return [run.result["test_ppl"] for run in self.runs]
+
+    @property
+    def mean(self):
+        return statistics.fmean(self.ppls) if self.runs else None
+
+    @property
+    def std(self):
+        """Sample standard deviation (n - 1); None for fewer than two seeds."""
+        return statistics.stdev(self.ppls) if self.n >= 2 else None
+
+    @property
+    def ci95(self):
+        """Student-t 95% interval of the mean perplexity over seeds; None for fewer than two."""
+        return t_interval(self.ppls)
+
+    @property
+    def complete(self):
+        return not self.unfinished and not self.missing_seeds
+
+    @property
+    def expected(self):
+        return self.n + len(self.unfinished) + len(self.missing_seeds)
+
+    @property
+    def paper_ppl(self):
+        return next((run.result["paper_ppl"] for run in self.runs if run.result["paper_ppl"] is not None), None)
+
+    def seed_list(self):
+        return [run.seed for run in self.runs]
+
+
+def t_interval(values, level=0.975):
+    """``(low, high)``: mean ± t(level, n - 1) · s / √n over ``values``; None for fewer than two."""
+    n = len(values)
+    if n < 2:
+        return None
+    from scipy.stats import t
+
+    mean = statistics.fmean(values)
+    half = float(t.ppf(level, n - 1)) * statistics.stdev(values) / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def find_files(paths):
+    """The results-lm.json files under ``paths`` (directories searched; files named so taken)."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, dirs, names in os.walk(path):
+                dirs.sort()
+                if FILENAME in names:
+                    files.append(os.path.join(root, FILENAME))
+        elif os.path.basename(path) == FILENAME:
+            files.append(path)
+    return files
+
+
+def collect(paths, seeds=(), unfinished=()):
+    """``({(row, dataset): LMGroup}, [the rest of unfinished])`` for the results-lm.json files under
+    ``paths``. ``seeds``: seeds every row is expected to have, besides those any row of its dataset
+    has. ``unfinished``: run directories without a result (:func:`pn_fairseq.evaluation.results.collect_runs`'
+    unclaimed :class:`~pn_fairseq.evaluation.results.Unfinished`); a ``seed<k>`` one beside a group's
+    finished seeds joins the group, the rest is returned. Two results for one row, dataset and seed
+    are an error."""
+    groups, seen = {}, {}
+    for path in find_files(paths):
+        run = LMRun(path, load(path))
+        key = (run.result["row"], run.result["dataset"])
+        if key + (run.seed,) in seen:
+            raise LMResultsError(f"{path}: a second result for row '{key[0]}' on '{key[1]}' seed {run.seed} "
+                                 f"(first: {seen[key + (run.seed,)]}); pass the runs to compare explicitly")
+        seen[key + (run.seed,)] = path
+        groups.setdefault(key, LMGroup(*key)).runs.append(run)
+    for group in groups.values():
+        group.runs.sort(key=lambda r: r.seed)
+    rest = _claim(groups, unfinished)
+    for dataset in {d for _, d in groups}:
+        members = [g for (_, d), g in groups.items() if d == dataset]
+        every = {s for g in members for s in g.seed_list() + [_dir_seed(u) for u in g.unfinished]} | set(seeds)
+        every.discard(None)
+        for g in members:
+            g.missing_seeds = sorted(every - set(g.seed_list()) - {_dir_seed(u) for u in g.unfinished})
+    return dict(sorted(groups.items(), key=lambda kv: (_dataset_order(kv[0][1]), _row_order(kv[0][0])))), rest
+
+
+def _dir_seed(run_dir):
+    match = _SEED_DIR_RE.fullmatch(os.path.basename(os.path.normpath(run_dir)))
+    return int(match.group(1)) if match else None
+
+
+def _claim(groups, unfinished):
+    by_parent = {}
+    for group in groups.values():
+        for run in group.runs:
+            if _dir_seed(run.run_dir) is not None:
+                by_parent.setdefault(os.path.dirname(run.run_dir), group)
+    rest = []
+    for item in unfinished:
+        run_dir = os.path.abspath(item.run_dir)
+        group = by_parent.get(os.path.dirname(run_dir)) if _dir_seed(run_dir) is not None else None
+        if group is None:
+            rest.append(item)
+        else:
+            group.unfinished.append(run_dir)
+    return rest
+
+
+def _datasets(groups):
+    return sorted({d for _, d in groups}, key=_dataset_order)
+
+
+def _members(groups, dataset):
+    return [g for (_, d), g in groups.items() if d == dataset]
+
+
+def default_baseline(groups, dataset, preferred="preln"):
+    return preferred if (preferred, dataset) in groups else None
+
+
+def compare_dataset(groups, dataset, baseline):
+    """Every row of ``dataset`` against ``baseline``, paired by seed (see the module docstring).
+
+    Returns ``{"dataset", "baseline", "unit": "nats/token", "rows": {row: {"seeds", "pairs": [{"seed",
+    "delta", "loss", "baseline_loss"}], "mean_delta", "std_delta", "df", "ci95" ([low, high] or None),
+    "excludes_zero" (None without an interval), "ppl_ratio", "ppl_ratio_ci95"}}, "notes": [...]}``.
+    """
+    report = {"dataset": dataset, "baseline": baseline, "unit": "nats/token", "rows": {}, "notes": []}
+    base = groups.get((baseline, dataset))
+    if base is None or not base.runs:
+        report["notes"].append(f"no finished '{baseline}' run on {dataset}: no comparison")
+        return report
+    base_by_seed = {run.seed: run for run in base.runs}
+    for group in _members(groups, dataset):
+        if group.row == baseline or not group.runs:
+            continue
+        pairs = []
+        for run in group.runs:
+            if run.seed in base_by_seed:
+                loss, base_loss = run.result["test_loss_nats"], base_by_seed[run.seed].result["test_loss_nats"]
+                pairs.append({"seed": run.seed, "delta": loss - base_loss, "loss": loss, "baseline_loss": base_loss})
+        alone = [run.seed for run in group.runs if run.seed not in base_by_seed]
+        if alone:
+            report["notes"].append(f"{group.row}: seed(s) {', '.join(map(str, alone))} without a {baseline} "
+                                   "run of the same seed: not compared")
+        if not pairs:
+            continue
+        deltas = [p["delta"] for p in pairs]
+        ci = t_interval(deltas)
+        mean = statistics.fmean(deltas)
+        report["rows"][group.row] = {
+            "seeds": [p["seed"] for p in pairs], "pairs": pairs, "mean_delta": mean,
+            "std_delta": statistics.stdev(deltas) if len(deltas) > 1 else None, "df": len(deltas) - 1,
+            "ci95": list(ci) if ci else None, "excludes_zero": None if ci is None else (ci[0] > 0 or ci[1] < 0),
+            "ppl_ratio": math.exp(mean), "ppl_ratio_ci95": [math.exp(v) for v in ci] if ci else None,
+        }
+    return report
+
+
+def compare_all(groups, baseline=None):
+    """``{dataset: compare_dataset report}``: every dataset against ``baseline`` (default: preln
+    where the dataset has it; none without it)."""
+    out = {}
+    for dataset in _datasets(groups):
+        base = baseline or default_baseline(groups, dataset)
+        if base is not None:
+            out[dataset] = compare_dataset(groups, dataset, base)
+    return out
+
+
+def _mean_std_text(values, digits=2):
+    if not values:
+        return MISSING
+    text = f"{statistics.fmean(values):.{digits}f}"
+    return text + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
+
+
+def _valid_cell(runs):
+    last = [(run.seed, run.last_valid) for run in runs]
+    known = [v[1] for _, v in last if v is not None]
+    if not known:
+        return MISSING
+    return _mean_std_text(known) + " (" + ", ".join(
+        f"{seed}: {MISSING}" if v is None else f"{seed}: {v[1]:.2f} @ {v[0]}" for seed, v in last) + ")"
+
+
+def perplexity_section(groups, dataset):
+    """The perplexity table of ``dataset`` (a row per row with a result)."""
+    section = Section(
+        f"{dataset_name(dataset)}: test perplexity (lower is better)",
+        ["row", "seeds", "test PPL (lower is better): mean ± std", "per seed (seed: PPL)",
+         "paper PPL (measured − paper)",
+         "valid PPL at the last validation: mean ± std (seed: PPL @ update)", "checkpoint scored"],
+        text="Test perplexity from fairseq-eval-lm on the test split (eval mode: running statistics; "
+        "per token, end of sentence included); lower is better. Mean and standard deviation (n - 1) "
+        "over the finished seeds; unfinished or missing seeds are not averaged in. Validation "
+        "perplexity: exp of the validation loss (nats) at each seed's last validation in train.log.")
+    for g in _members(groups, dataset):
+        seeds = str(g.n) if g.complete else f"{g.n} of {g.expected}"
+        per_seed = [f"{run.seed}: {run.result['test_ppl']:.2f}" for run in g.runs]
+        per_seed += [f"{_dir_seed(u) if _dir_seed(u) is not None else '?'}: unfinished" for u in g.unfinished]
+        per_seed += [f"{s}: missing" for s in g.missing_seeds]
+        paper = MISSING if g.paper_ppl is None else f"{g.paper_ppl:g} ({g.mean - g.paper_ppl:+.2f})"
+        checkpoints = ", ".join(sorted({os.path.basename(run.result["checkpoint"]) for run in g.runs}))
+        section.rows.append([g.row, seeds, _mean_std_text(g.ppls), ", ".join(per_seed), paper,
+                             _valid_cell(g.runs), checkpoints])
+        section.items += [f"{g.row} seed {_dir_seed(u) if _dir_seed(u) is not None else '?'}: unfinished "
+                          f"(no {FILENAME}): {u}" for u in g.unfinished]
+        if g.missing_seeds:
+            section.items.append(f"{g.row}: no run for seed(s) {', '.join(map(str, g.missing_seeds))} "
+                                 "(another row of this dataset has them, or --seeds names them)")
+    return section
+
+
+def comparison_section(report):
+    """The paired-by-seed comparison of one :func:`compare_dataset` report, then its notes."""
+    base = report["baseline"]
+    section = Section(
+        f"{dataset_name(report['dataset'])}: test loss against {base}, paired by seed",
+        ["row", "seed pairs", f"Δ test loss vs {base} (nats/token)", "95% CI of Δ (Student t, n − 1 df)",
+         "PPL ratio exp(Δ) [95% CI]", "per seed: Δ"],
+        text=f"Δ: the row's test loss minus {base}'s, in nats per token (the difference of ln perplexity), "
+        f"seed k paired with seed k of {base}; negative: lower perplexity than {base}. Pooled: the mean of the "
+        "seed pairs' Δ with Student's t 95% interval over them (n - 1 degrees of freedom), * where it "
+        "leaves out 0; one seed pair: no interval. The interval is seed-to-seed variation only: a paired "
+        "bootstrap over test blocks needs per-block losses, which fairseq-eval-lm does not print.")
+    for row, r in report["rows"].items():
+        per_seed = "; ".join(f"{p['seed']}: {p['delta']:+.4f}" for p in r["pairs"])
+        seeds = ", ".join(map(str, r["seeds"]))
+        if r["ci95"] is None:
+            ci, ratio = "one seed: no interval", f"{r['ppl_ratio']:.3f}"
+        else:
+            ci = f"[{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]"
+            ratio = f"{r['ppl_ratio']:.3f} [{r['ppl_ratio_ci95'][0]:.3f}, {r['ppl_ratio_ci95'][1]:.3f}]"
+        delta = f"{r['mean_delta']:+.4f}" + ("*" if r["excludes_zero"] else "")
+        section.rows.append([row, seeds + (" (pooled)" if len(r["pairs"]) > 1 else ""), delta, ci, ratio, per_seed])
+    sections = [section] if report["rows"] else []
+    if report["notes"]:
+        sections.append(Section(items=list(report["notes"])))
+    return sections
+
+
+def sections(groups, comparisons=None):
+    """Everything pn-results prints of the LM runs: per dataset the perplexity table, then the
+    comparison with the baseline (``comparisons``: :func:`compare_all`; None or {}: none)."""
+    comparisons = comparisons or {}
+    out = []
+    for dataset in _datasets(groups):
+        out.append(perplexity_section(groups, dataset))
+        if dataset in comparisons:
+            out += comparison_section(comparisons[dataset])
+    return out
+
+
+def ppl_per_row(groups):
+    """What the perplexity-per-row plot shows, per dataset in table order: ``{dataset: [{"row",
+    "seeds", "ppls", "mean", "std", "ci95", "complete"}]}`` (``ci95``: Student t over seeds, None
+    for one seed)."""
+    out = {}
+    for (row, dataset), g in groups.items():
+        if g.runs:
+            ci = g.ci95
+            out.setdefault(dataset, []).append({"row": row, "seeds": g.seed_list(), "ppls": g.ppls, "mean": g.mean,
+                                                "std": g.std, "ci95": list(ci) if ci else None, "complete": g.complete})
+    return out
+
+
+def valid_curves(groups):
+    """Validation perplexity against updates, a line per row: ``{dataset: [{"row", "seeds",
+    "updates", "mean", "lo", "hi", "n", "values"}]}``: at every update any seed validated, the mean,
+    minimum and maximum over the seeds that have it (``n`` of them; ``values``: per seed, in
+    ``seeds`` order, None where a seed lacks the update)."""
+    out = {}
+    for (row, dataset), g in groups.items():
+        per_seed = [dict(zip(run.result["valid"]["updates"], run.result["valid"]["ppl"])) for run in g.runs]
+        updates = sorted({u for points in per_seed for u in points})
+        if not updates:
+            continue
+        values = [[points.get(u) for points in per_seed] for u in updates]
+        have = [[v for v in vs if v is not None] for vs in values]
+        out.setdefault(dataset, []).append({
+            "row": row, "seeds": g.seed_list(), "updates": updates, "mean": [statistics.fmean(h) for h in have],
+            "lo": [min(h) for h in have], "hi": [max(h) for h in have], "n": [len(h) for h in have],
+            "values": [[vs[k] for vs in values] for k in range(len(per_seed))]})
+    return out
+
+
+def summary_json(groups, comparisons=None):
+    """The JSON of pn-results ``--json`` for the LM runs: ``{"rows": [...], "comparisons": [...]}``."""
+    rows = []
+    for g in groups.values():
+        ci = g.ci95
+        rows.append({
+            "row": g.row, "dataset": g.dataset, "n_seeds": g.n, "complete": g.complete, "mean_ppl": g.mean,
+            "std_ppl": g.std, "ci95_of_mean_ppl": list(ci) if ci else None, "paper_ppl": g.paper_ppl,
+            "seeds": [{"seed": run.seed, "test_ppl": run.result["test_ppl"],
+                       "test_loss_nats": run.result["test_loss_nats"],
+                       "last_valid": None if run.last_valid is None else
+                       {"updates": run.last_valid[0], "ppl": run.last_valid[1]},
+                       "updates": run.result["updates"], "wall_time_s": run.result["wall_time_s"],
+                       "checkpoint": run.result["checkpoint"], "results": run.path} for run in g.runs],
+            "unfinished": list(g.unfinished), "missing_seeds": list(g.missing_seeds)})
+    return {"rows": rows, "comparisons": [c for c in (comparisons or {}).values()]}
