@@ -270,3 +270,28 @@ def test_report_page_has_the_language_model_section(tmp_path):
     curves = {line["row"]: line for line in data["valid_curves"]["lm-multi30k"]}
     assert curves["preln"]["mean"] == pytest.approx([132.0, 72.0, 65.0])
     assert data["comparisons"]["lm-multi30k"]["rows"]["pn"]["mean_delta"] == pytest.approx(-0.03)
+
+
+def test_what_the_row_script_writes_is_read_back(tmp_path, capsys):
+    """The writer scripts/run_lm_row.sh calls and these tables agree on the file: fairseq-eval-lm's
+    base-2 loss becomes nats, each validation's loss in bits becomes a perplexity."""
+    from pn_fairseq.evaluation import lm_results
+
+    (tmp_path / "eval-lm.log").write_text("2026 | INFO | fairseq_cli.eval_lm | "
+                                          "Loss (base 2): 5.9542, Perplexity: 62.00\n")
+    (tmp_path / "train.log").write_text(
+        '2026 | INFO | valid | {"epoch": 1, "valid_loss": "7", "valid_num_updates": "500"}\n'
+        '2026 | INFO | valid | {"epoch": 2, "valid_loss": "6", "valid_num_updates": "1000"}\n')
+    out = tmp_path / "pn" / "seed2" / "results-lm.json"
+    out.parent.mkdir(parents=True)
+    assert lm_results.main(["write", "--eval-log", str(tmp_path / "eval-lm.log"),
+                            "--train-log", str(tmp_path / "train.log"), "--output", str(out), "--row", "pn", "--dataset", "lm-multi30k", "--checkpoint",
+                            "checkpoint_last.pt", "--train-command", "fairseq-train ...", "--seed", "2",
+                            "--updates", "1000", "--wall-time", "60"]) == 0
+    data = lm_results.load(str(out))
+    assert data["test_ppl"] == 62.0 and data["test_loss_nats"] == pytest.approx(5.9542 * math.log(2))
+    assert data["valid"]["ppl"] == pytest.approx([2.0 ** 7, 2.0 ** 6])
+    capsys.readouterr()
+    assert results_cli.main([str(tmp_path)]) == 0
+    row = table_row(capsys.readouterr().out, "pn", "Multi30k LM: test perplexity (lower is better)")
+    assert row[2:4] == ["62.00", "2: 62.00"] and row[5] == "64.00 (2: 64.00 @ 1000)"
