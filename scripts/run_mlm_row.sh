@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Run one masked-LM (BERT) row: train with a validation every VALIDATE_INTERVAL updates ->
+# results-mlm.json (the validation-loss curve, pn_fairseq/evaluation/mlm_results.py).
+# Usage: scripts/run_mlm_row.sh DATASET ROW   (the per-row scripts under scripts/bert-*/ call this)
+# Hyper-parameters: configs/DATASET/common.conf + ROW.conf, each value set by `recipe FLAG VALUE...
+# '# source'`; DRY_RUN=1 prints them with their sources, then the commands, and runs nothing.
+# The schedule follows the run's length: --total-num-update is MAX_UPDATE (linear decay to 0 at
+# the end) and the warm-up WARMUP_PERCENT % of it.
+# Environment: DATA SAVE_DIR MAX_UPDATE SEED SEEDS=1,2,3 EXTRA_ARGS CPU=1 DRY_RUN=1 LOG_INTERVAL
+# VALIDATE_INTERVAL; each is checked before anything is created.
+# Reruns: fairseq-train resumes from checkpoint_last.pt by itself; train.done (the command of a
+# finished training, then its seconds) makes a finished run skip training, and a finished run
+# whose results-mlm.json exists is reused. A SAVE_DIR trained by another command is refused.
+# A training that stops on a non-finite loss or gradient is a result (the row's "diverged").
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATASET=${1:?usage: run_mlm_row.sh DATASET ROW}
+ROW=${2:?usage: run_mlm_row.sh DATASET ROW}
+TAG="[$DATASET/$ROW]"
+log() { echo "$TAG $*" >&2; }
+die() { echo "$TAG error: $*" >&2; exit 1; }
+
+# recipe FLAG [VALUE...] '# SOURCE': one fairseq-train setting and where its value comes from.
+TRAIN_ARGS=() RECIPE=()
+recipe() {
+  local source=${*: -1}
+  [[ $# -ge 2 && $source == '#'* ]] || die "recipe $*: the last argument must be its source ('# ...')"
+  TRAIN_ARGS+=("${@:1:$#-1}")
+  local value shown=""
+  for value in "${@:1:$#-1}"; do
+    [[ $value =~ ^[A-Za-z0-9_.,:/+=-]+$ ]] || value=${value@Q}
+    shown+="${shown:+ }$value"
+  done
+  RECIPE+=("$shown	$source")
+}
+
+CONF_DIR=$REPO/configs/$DATASET
+[[ -f $CONF_DIR/common.conf ]] || die "unknown dataset '$DATASET' (configs/$DATASET/common.conf missing)"
+[[ -f $CONF_DIR/$ROW.conf ]] || die "unknown row '$ROW' for $DATASET (rows: $(cd "$CONF_DIR" && ls *.conf | grep -v common | sed 's/\.conf//' | tr '\n' ' '))"
+# shellcheck source=/dev/null
+source "$CONF_DIR/common.conf"
+# shellcheck source=/dev/null
+source "$CONF_DIR/$ROW.conf"
+[[ -x $REPO/.venv/bin/fairseq-train ]] && export PATH="$REPO/.venv/bin:$PATH"
+PYTHON=${PYTHON:-python}
+
+DATA=${DATA:-$REPO/data-bin/$DATASET_DIR}
+MAX_UPDATE=${MAX_UPDATE:-$DEFAULT_MAX_UPDATE}
+VALIDATE_INTERVAL=${VALIDATE_INTERVAL:-$DEFAULT_VALIDATE_INTERVAL}
+EXTRA_ARGS=${EXTRA_ARGS:-}
+CPU=${CPU:-0}
+DRY_RUN=${DRY_RUN:-0}
+LOG_INTERVAL=${LOG_INTERVAL:-50}
+positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1=$2 is not a positive integer (e.g. $1=$3)"; }
+switch() { [[ $2 == 0 || $2 == 1 ]] || die "$1=$2: expected 0 or 1 ($1=1 $3)"; }
+positive MAX_UPDATE "$MAX_UPDATE" 1200
+positive VALIDATE_INTERVAL "$VALIDATE_INTERVAL" 100
+[[ -z ${SEED:-} ]] || positive SEED "$SEED" 2
+positive LOG_INTERVAL "$LOG_INTERVAL" 50
+switch CPU "$CPU" "trains on the CPU"
+switch DRY_RUN "$DRY_RUN" "prints the recipe and the commands and runs none"
+[[ $WARMUP_PERCENT =~ ^[0-9]+$ ]] || die "$CONF_DIR/$ROW.conf: WARMUP_PERCENT=$WARMUP_PERCENT is not a whole percentage"
+
+if [[ -n ${SEEDS:-} ]]; then
+  [[ $SEEDS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "SEEDS=$SEEDS: expected positive integers separated by commas, e.g. SEEDS=1,2,3"
+  [[ -z ${SEED:-} ]] || die "both SEED=$SEED and SEEDS=$SEEDS are set: use SEEDS alone (SEED=k is one run)"
+  base=${SAVE_DIR:-$REPO/checkpoints/$DATASET/$ROW}
+  IFS=, read -r -a seeds <<< "$SEEDS"
+  for seed in "${seeds[@]}"; do
+    log "seed $seed of $SEEDS -> $base/seed$seed"
+    SEEDS='' SEED=$seed SAVE_DIR=$base/seed$seed bash "${BASH_SOURCE[0]}" "$DATASET" "$ROW" \
+      || die "seed $seed failed (the finished seeds are kept; rerun to resume)"
+  done
+  exit 0
+fi
+SAVE_DIR=${SAVE_DIR:-$REPO/checkpoints/$DATASET/$ROW}
+SEED=${SEED:-1}
+
+if [[ $DRY_RUN != 1 ]]; then
+  [[ -f $DATA/dict.txt && -f $DATA/train.bin && -f $DATA/valid.bin ]] \
+    || die "no binarized masked-LM data at $DATA: run data-prep/prepare-$DATA_PREP.sh first, or set DATA=<data-bin dir>"
+  [[ ! -e $SAVE_DIR || -d $SAVE_DIR ]] || die "SAVE_DIR=$SAVE_DIR is a file, not a directory"
+  command -v "$PYTHON" > /dev/null || die "PYTHON=$PYTHON is not a command: unset it to use the project's venv"
+fi
+
+# The schedule scaled to the run: warm-up WARMUP_PERCENT % of MAX_UPDATE (rounded, at least one
+# update when the percentage is not 0), linear decay to 0 at MAX_UPDATE.
+warmup=$(( (MAX_UPDATE * WARMUP_PERCENT + 50) / 100 ))
+(( WARMUP_PERCENT == 0 || warmup > 0 )) || warmup=1
+recipe --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" "# MAX_UPDATE ($MAX_UPDATE_SOURCE): the linear decay reaches 0 at the last update"
+recipe --warmup-updates "$warmup" "# $WARMUP_PERCENT % of MAX_UPDATE ($WARMUP_SOURCE)"
+recipe --validate-interval-updates "$VALIDATE_INTERVAL" "# VALIDATE_INTERVAL ($VALIDATE_SOURCE)"
+
+# shellcheck source=children.sh
+source "$REPO/scripts/children.sh"
+cleanup=()
+stop() {
+  trap '' INT TERM HUP
+  stop_children
+  (( ${#cleanup[@]} == 0 )) || rm -f "${cleanup[@]}"
+  echo "$TAG interrupted ($1): rerun the same command to resume from $SAVE_DIR/checkpoint_last.pt" >&2
+  exit "$2"
+}
+trap 'stop SIGINT 130' INT
+trap 'stop SIGTERM 143' TERM
+trap 'stop SIGHUP 129' HUP
+
+show() { printf '%q ' "$@" | sed 's/ $//'; }
+cpu_flag=(); [[ $CPU == 1 ]] && cpu_flag=(--cpu)
+read -r -a extra <<< "$EXTRA_ARGS"
+# masked_lm_pn: fairseq's masked_lm whose dummy batches leave the norms' statistics alone.
+train_cmd=(fairseq-train "$DATA" --user-dir "$REPO/pn_fairseq" --task masked_lm_pn --criterion masked_lm
+  "${TRAIN_ARGS[@]}" --save-dir "$SAVE_DIR" --seed "$SEED" --log-format json --log-interval "$LOG_INTERVAL"
+  --no-progress-bar "${cpu_flag[@]}" "${extra[@]}")
+signature=$(show "${train_cmd[@]}")
+RESULTS=$SAVE_DIR/results-mlm.json
+DONE=$SAVE_DIR/train.done
+write_cmd=("$PYTHON" -m pn_fairseq.evaluation.mlm_results write --train-log "$SAVE_DIR/train.log" --output "$RESULTS"
+  --row "$ROW" --dataset "$DATASET" --seed "$SEED" --max-update "$MAX_UPDATE")
+
+if [[ $DRY_RUN == 1 ]]; then
+  echo "# $DATASET/$ROW: configs/$DATASET/common.conf + $ROW.conf (value, then its source)"
+  for line in "${RECIPE[@]}"; do echo "#   ${line/	/   }"; done
+  echo "$signature 2>&1 | tee -a $(printf '%q' "$SAVE_DIR/train.log")"
+  echo "$(show "${write_cmd[@]}") --train-command '<the fairseq-train command above>'"
+  exit 0
+fi
+
+mkdir -p "$SAVE_DIR"
+if [[ -f $DONE && $(head -n 1 "$DONE") != "$signature" ]]; then
+  die "$SAVE_DIR holds a training finished with another command ($DONE): use another SAVE_DIR, or delete it to retrain"
+fi
+if [[ -f $DONE && -f $RESULTS ]]; then
+  log "already finished: $RESULTS (delete $SAVE_DIR to retrain)"
+  cat "$RESULTS"
+  exit 0
+fi
+rm -f "$RESULTS"
+if [[ ! -f $DONE ]]; then
+  cleanup+=("$DONE.tmp")
+  log "training, validating every $VALIDATE_INTERVAL updates (log: $SAVE_DIR/train.log)"
+  start=$SECONDS
+  outcome=finished
+  fg_child "${train_cmd[@]}" > >(tee -a "$SAVE_DIR/train.log") 2>&1 || outcome=failed
+  # A divergence is this row's result (mlm_results finds it in the log); any other failure stops here.
+  [[ $outcome == finished ]] || "$PYTHON" -m pn_fairseq.evaluation.mlm_results check-diverged "$SAVE_DIR/train.log" \
+    || die "training failed (log: $SAVE_DIR/train.log; rerun to resume from checkpoint_last.pt)"
+  printf '%s\n%s\n%s\n' "$signature" "$((SECONDS - start))" "$outcome" > "$DONE.tmp" && mv "$DONE.tmp" "$DONE"
+fi
+# train.done's third line: "failed" for a training that diverged.
+diverged=0; [[ $(sed -n 3p "$DONE") == failed ]] && diverged=1
+(( diverged == 0 )) || write_cmd+=(--failed)
+"${write_cmd[@]}" --train-command "$signature" || die "could not write $RESULTS"
+if (( diverged )); then log "done: the training diverged, as recorded in $RESULTS"; else log "done: $RESULTS"; fi
