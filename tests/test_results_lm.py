@@ -286,7 +286,8 @@ def test_what_the_row_script_writes_is_read_back(tmp_path, capsys):
     out.parent.mkdir(parents=True)
     assert lm_results.main(["write", "--eval-log", str(tmp_path / "eval-lm.log"),
                             "--train-log", str(tmp_path / "train.log"), "--output", str(out), "--row", "pn",
-                            "--dataset", "lm-multi30k", "--checkpoint", "checkpoint_last.pt", "--train-command", "fairseq-train ...", "--seed", "2",
+                            "--dataset", "lm-multi30k", "--checkpoint", "checkpoint_last.pt",
+                            "--train-command", "fairseq-train ...", "--seed", "2",
                             "--updates", "1000", "--wall-time", "60"]) == 0
     data = lm_results.load(str(out))
     assert data["test_ppl"] == 62.0 and data["test_loss_nats"] == pytest.approx(5.9542 * math.log(2))
