@@ -4,7 +4,7 @@
 reads fairseq-eval-lm's closing line (``Loss (base 2): L, Perplexity: P``) and the per-epoch
 validation records of the training log, and writes, atomically::
 
-    {"kind": "lm", "row": "pn", "dataset": "multi30k-lm", "seed": 1,
+    {"kind": "lm", "row": "pn", "dataset": "lm-multi30k", "seed": 1,
      "test_ppl": 61.2, "test_loss_nats": 4.114,           # ln(test_ppl): per token incl. </s>
      "checkpoint": "checkpoint_last.pt", "updates": 1500, "wall_time_s": 1234.5,
      "valid": {"updates": [...], "loss_nats": [...], "ppl": [...]},   # one point per validation
