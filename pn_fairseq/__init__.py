@@ -31,8 +31,10 @@ def _allow_checkpoint_globals():
 
 def _register_with_fairseq():
     from .checkpoints.serialization import make_fairseq_checkpoint_copies_atomic
+    from .hooks.numpy_compat import restore_numpy_compat_long
 
     make_fairseq_checkpoint_copies_atomic()
+    restore_numpy_compat_long()  # fairseq 0.12's np.compat.long under numpy 2 (hooks/numpy_compat.py)
 
     # The modules that register, not their packages: when a package's first line (`import
     # fairseq`) set this off, the package is still half-run and importing it again gives nothing.

@@ -249,3 +249,18 @@ def test_paper_scale_rows_print_the_baselines_recipe_and_table2s_number(dataset,
     conf = (REPO / "configs" / dataset / f"{row}.conf").read_text()
     paper = PAPER_TABLE2[dataset].get(row)
     assert f"PAPER_PPL={paper if paper is not None else ''}\n" in conf
+
+
+def test_interactive_samples_continue_a_prefix(lm_data, tmp_path):
+    """fairseq-interactive samples from an LM checkpoint (it builds its prefixes with
+    --sample-break-mode eos, which needs numpy.compat.long: pn_fairseq/hooks/numpy_compat.py)."""
+    env = {**os.environ, "DATA": str(lm_data), "SAVE_DIR": str(tmp_path / "pn"), "MAX_UPDATE": "2", "CPU": "1",
+           "EXTRA_ARGS": TINY}
+    assert subprocess.run(["bash", "scripts/lm-multi30k/pn.sh"], cwd=REPO, env=env, capture_output=True).returncode == 0
+    proc = subprocess.run([str(BIN / "fairseq-interactive"), lm_data, "--user-dir", REPO / "pn_fairseq", "--task",
+                           "language_modeling_pn", "--path", tmp_path / "pn" / "checkpoint_last.pt", "--cpu",
+                           "--sampling", "--sampling-topk", "10", "--beam", "1", "--nbest", "1", "--max-len-b", "6",
+                           "--seed", "3"], input="a man in a\n", capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hyp = next(line for line in proc.stdout.splitlines() if line.startswith("H-0")).split("\t")[2].split()
+    assert hyp[:4] == ["a", "man", "in", "a"] and len(hyp) > 4

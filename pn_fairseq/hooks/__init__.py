@@ -5,6 +5,7 @@
 - :mod:`.launch_check`: refuses ``torchrun`` launches that would train independent copies and
   ``--restore-file`` paths that do not exist;
 - :mod:`.help`: appends the plugin's flags to ``fairseq-train --help``;
+- :mod:`.numpy_compat`: ``numpy.compat.long``, which fairseq 0.12 still names, under numpy 2;
 - :mod:`.import_logging`: keeps fairseq's import-time INFO lines out of processes (the ``pn-*``
   tools) that have not set up logging.
 
