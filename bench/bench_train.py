@@ -32,7 +32,8 @@ SELF = Path(__file__).resolve()  # the children run this file from their own dir
 REPO = SELF.parents[1]
 CHILD_FLAG = "--as-fairseq-train"  # first argument of the child mode: run fairseq-train, report CUDA peak
 CHILD_REPORT = "BENCH_TRAIN_CHILD "  # prefix of the child's last stdout line (JSON)
-TARGETS = {"pn": 0.95, "bn": 0.93, "pnv": 0.93}  # issue 11: words/s relative to preln
+TARGETS = {"pn": 0.95, "bn": 0.93, "pnv": 0.93,  # issue 11: words/s relative to the LayerNorm baseline
+           "rms": 0.95}  # issue 35: RMSNorm within 5% of LayerNorm (LM and BERT rows)
 BASELINE = "preln"
 BATCH_STAT_ROWS = ("bn", "pnv", "pn")  # rows that --eager duplicates with --norm-impl eager
 DATA_CANDIDATES = ("multi30k.de-en", "synthetic.de-en")  # under data-bin/, first prepared wins
@@ -98,8 +99,9 @@ def words_per_second(records, skip):
 
 
 def verdict(label, ratio):
-    """'>= 0.95 PASS' / '>= 0.93 MISS' for rows with a target, '' otherwise (eager variants too)."""
-    target = TARGETS.get(label)
+    """'>= 0.95 PASS' / '>= 0.93 MISS' for rows with a target, '' otherwise (eager variants too).
+    A row named <placement>-<norm> (the BERT rows' preln-pn) takes its norm's target."""
+    target = TARGETS.get(label, TARGETS.get(label.rsplit("-", 1)[-1]) if "-" in label and "+" not in label else None)
     if target is None:
         return ""
     return f">= {target:.2f} {'PASS' if ratio >= target else 'MISS'}"
@@ -169,7 +171,11 @@ def main():
                                              "prepared, else data-bin/synthetic.de-en)")
     p.add_argument("--configs", type=Path, default=REPO / "configs" / "multi30k",
                    help="row configurations (common.conf + <row>.conf) giving the models")
-    p.add_argument("--rows", default="preln,bn,pnv,pn", help="rows to train, comma-separated; preln is the baseline")
+    p.add_argument("--rows", default="preln,bn,pnv,pn", help="rows to train, comma-separated; --baseline is added")
+    p.add_argument("--baseline", default=BASELINE, help="the LayerNorm row the others are compared with (preln; "
+                                                       "the language-model rows: postln, the BERT rows: preln-nowarmup)")
+    p.add_argument("--task", default="translation_pn", help="fairseq task of the rows (translation_pn; "
+                                                           "language_modeling_pn for configs/lm-multi30k)")
     p.add_argument("--rounds", type=int, default=3, help="runs per model, interleaved (3)")
     p.add_argument("--warmup", type=int, default=10, help="updates at the start of each run left out of words/s (10)")
     p.add_argument("--updates", type=int, default=30, help="updates measured per run, after the warm-up (30)")
@@ -186,9 +192,9 @@ def main():
     if a.rounds < 1 or a.updates < 1 or a.warmup < 0:
         p.error("--rounds and --updates must be >= 1, --warmup >= 0")
     rows = [r for r in a.rows.split(",") if r]
-    if BASELINE in rows:
-        rows.remove(BASELINE)
-    rows.insert(0, BASELINE)  # the baseline always runs, and is listed first
+    if a.baseline in rows:
+        rows.remove(a.baseline)
+    rows.insert(0, a.baseline)  # the baseline always runs, and is listed first
 
     import torch  # after argument parsing: --help stays fast
     cuda = torch.cuda.is_available() if a.device == "auto" else a.device == "cuda"
@@ -209,7 +215,7 @@ def main():
                   "(fairseq-train --user-dir pn_fairseq --arch transformer_pn -h lists none)")
 
     total = a.warmup + a.updates
-    common = [str(data), "--user-dir", str(REPO / "pn_fairseq"), "--task", "translation_pn", "--seed", "1",
+    common = [str(data), "--user-dir", str(REPO / "pn_fairseq"), "--task", a.task, "--seed", "1",
               "--max-update", str(total), "--log-format", "json", "--log-interval", "1", "--no-progress-bar",
               "--disable-validation", "--no-save"] + ([] if cuda else ["--cpu"])
     extra = shlex.split(a.extra)
@@ -247,9 +253,10 @@ def main():
                   f"peak {peak_name(cuda)} {mem / 2**20:8.0f} MiB ({time.monotonic() - t0:.0f} s)", flush=True)
 
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    base_wps, base_mem = max(wps[BASELINE]), peak[BASELINE]
-    print(f"\n{'model':10s} {'words/s':>9s} {'x preln':>8s} {'rounds spread':>13s} "
-          f"{'peak MiB':>9s} {'x preln':>8s}  target (words/s vs preln)")
+    base_wps, base_mem = max(wps[a.baseline]), peak[a.baseline]
+    x = f"x {a.baseline}"[:8]
+    print(f"\n{'model':10s} {'words/s':>9s} {x:>8s} {'rounds spread':>13s} "
+          f"{'peak MiB':>9s} {x:>8s}  target (words/s vs {a.baseline})")
     for label in variants:
         best, ratio = max(wps[label]), max(wps[label]) / base_wps
         spread = (best - min(wps[label])) / best

@@ -86,3 +86,23 @@ def test_child_report():
     lines = ["x", bench_train.CHILD_REPORT + '{"cuda_max_allocated": 1234}']
     assert bench_train.child_peak_cuda(lines) == 1234
     assert bench_train.child_peak_cuda(["x"]) is None
+
+
+def test_language_model_rows_are_the_lm_driver_models(tmp_path):
+    """configs/lm-multi30k: the same arguments as scripts/run_lm_row.sh's training command."""
+    for row in ("postln", "rms", "pn-nogroup"):
+        args = bench_train.row_args(REPO / "configs" / "lm-multi30k", row)
+        dry = subprocess.run(["bash", str(REPO / "scripts" / "run_lm_row.sh"), "lm-multi30k", row], capture_output=True,
+                             text=True, env={**os.environ, "DRY_RUN": "1", "SAVE_DIR": str(tmp_path / row)}, check=True)
+        train_cmd = shlex.split(dry.stdout.splitlines()[0])
+        start = train_cmd.index("--arch")
+        # run_lm_row.sh passes --arch, TRAIN_ARGS, ROW_ARGS in that order, as row_args returns them
+        assert train_cmd[start:start + len(args)] == args, row
+
+
+@pytest.mark.parametrize("label, ratio, expected", [
+    ("rms", 0.96, ">= 0.95 PASS"), ("rms", 0.94, ">= 0.95 MISS"), ("preln-pn", 0.94, ">= 0.95 MISS"),
+    ("preln-bn", 0.94, ">= 0.93 PASS"), ("pn+eager", 0.5, ""), ("postln", 1.0, ""), ("pn-nogroup", 0.5, ""),
+])
+def test_targets_follow_the_norm_of_a_placement_row_name(label, ratio, expected):
+    assert bench_train.verdict(label, ratio) == expected
