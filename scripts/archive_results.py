@@ -17,8 +17,9 @@ import shutil
 import sys
 
 KEEP = ("results.json", "scores.json", "scores.last.json", "train.done", "train.cmd",
-        "results-lm.json", "eval-lm.log")  # language-model rows (scripts/run_lm_row.sh)
-RESULTS = ("results.json", "results-lm.json")
+        "results-lm.json", "eval-lm.log",  # language-model rows (scripts/run_lm_row.sh)
+        "results-mlm.json")  # masked-LM rows (scripts/run_mlm_row.sh)
+RESULTS = ("results.json", "results-lm.json", "results-mlm.json")
 
 
 def copy(src: pathlib.Path, dst: pathlib.Path, text: str = None):

@@ -41,3 +41,17 @@ def test_archive_keeps_language_model_runs(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["eval-lm.log", "results-lm.json", "train.done", "train.log"]
     assert (out / "eval-lm.log").read_text() == "Loss (base 2): 5.9542, Perplexity: 62.00\n"
     assert (out / "train.log").read_text() == '2026 | INFO | valid | {"valid_loss": "6"}\n'
+
+
+def test_archive_keeps_masked_lm_runs(tmp_path):
+    """A BERT run (scripts/run_mlm_row.sh) has results-mlm.json: archived, checkpoints left behind."""
+    run = tmp_path / "src" / "bert-multi30k" / "preln-pn" / "seed1"
+    run.mkdir(parents=True)
+    (run / "results-mlm.json").write_text('{"kind": "mlm", "row": "preln-pn"}\n')
+    (run / "checkpoint_last.pt").write_bytes(b"x" * 100)
+    (run / "train.log").write_text("2026 | INFO | valid | {\"valid_loss\": \"6\"}\n")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "archive_results.py"), tmp_path / "src", tmp_path / "dst"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "1 run(s)" in proc.stdout, proc.stderr
+    out = tmp_path / "dst" / "bert-multi30k" / "preln-pn" / "seed1"
+    assert sorted(p.name for p in out.iterdir()) == ["results-mlm.json", "train.log"]
