@@ -284,3 +284,29 @@ def test_layer_norm_is_fairseq_roberta_bit_for_bit(corpus, training_cfg):
     assert [k for k in theirs if not torch.equal(theirs[k], mine[k])] == []
     assert not torch.equal(initial["encoder.sentence_encoder.layers.0.fc1.weight"],
                            mine["encoder.sentence_encoder.layers.0.fc1.weight"])  # it trained
+
+
+@pytest.mark.parametrize("norm", ["batch", "power"])
+def test_activation_checkpointing_changes_nothing(corpus, norm):
+    """--checkpoint-activations (fairseq's wrapper around each layer, the norms replaying the
+    recomputed forward): the same loss, gradients and running statistics as without it."""
+    from fairseq.modules.checkpoint_activations import checkpoint_wrapper  # noqa: F401
+
+    results = []
+    for flags in ([], ["--checkpoint-activations"]):
+        torch.manual_seed(5)
+        model = build(corpus, "roberta_pn", "--norm-type", norm, "--dropout", "0", "--attention-dropout", "0", *flags)
+        layer = model.encoder.sentence_encoder.layers[0]
+        assert hasattr(layer, "precheckpoint_forward") == bool(flags)  # fairseq's wrapper is on
+        model.train()
+        tokens = torch.tensor([[0, 5, 6, 7, 8, 2], [0, 9, 10, 2, 1, 1]])
+        logits, _ = model(tokens, masked_tokens=tokens.ne(1))
+        logits.logsumexp(-1).sum().backward()
+        results.append(({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},
+                         {k: b.clone() for k, b in model.state_dict().items() if "running" in k or "tracked" in k}))
+    (grads, bufs), (grads_ckpt, bufs_ckpt) = results
+    assert grads.keys() == grads_ckpt.keys() and bufs.keys() == bufs_ckpt.keys() and bufs
+    for k in grads:
+        torch.testing.assert_close(grads_ckpt[k], grads[k], rtol=1e-5, atol=1e-7, msg=k)
+    for k in bufs:
+        torch.testing.assert_close(bufs_ckpt[k], bufs[k], rtol=1e-6, atol=0, msg=k)

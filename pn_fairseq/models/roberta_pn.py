@@ -117,6 +117,12 @@ class RobertaPNModel(NormModel, RobertaModel):
         parser.add_argument("--lm-head-norm-type", choices=NORM_CHOICES,
                             help="norm of the masked-LM head (encoder.lm_head.layer_norm, over the masked positions; "
                                  "default: layer, as the PowerNorm authors' RoBERTa kept it)")
+        # fairseq's roberta reads these (TransformerConfig) but its add_args never offers them.
+        parser.add_argument("--checkpoint-activations", action="store_true",
+                            help="recompute each encoder layer's activations in the backward (saves memory; "
+                                 "the norms' statistics move once per step)")
+        parser.add_argument("--offload-activations", action="store_true",
+                            help="with --checkpoint-activations, keep the saved activations in CPU memory")
 
     @classmethod
     def norm_flag(cls, name):
