@@ -91,7 +91,7 @@ def check_roberta_norm_args(args):
     if getattr(args, "pn_causal", False):
         raise PNUserError(
             "--pn-causal does not apply to roberta_pn: its encoder is bidirectional, so batch statistics pool only "
-            "inputs that self-attention already sees at every position (the masked targets are in no input): drop it")
+            "inputs that self-attention already shows every position: drop it")
     if getattr(args, "deepnorm", False):
         raise PNUserError(
             "--deepnorm does not apply to roberta_pn (the plugin has DeepNet's encoder-decoder constants only, and "
