@@ -18,15 +18,9 @@ TAG="[$DATASET/$ROW]"
 log() { echo "$TAG $*" >&2; }
 die() { echo "$TAG error: $*" >&2; exit 1; }
 
-CONF_DIR=$REPO/configs/$DATASET
-[[ -f $CONF_DIR/common.conf ]] || die "unknown dataset '$DATASET' (configs/$DATASET/common.conf missing)"
-[[ -f $CONF_DIR/$ROW.conf ]] || die "unknown row '$ROW' for $DATASET (rows: $(cd "$CONF_DIR" && ls *.conf | grep -v common | sed 's/\.conf//' | tr '\n' ' '))"
-# shellcheck source=/dev/null
-source "$CONF_DIR/common.conf"
-# shellcheck source=/dev/null
-source "$CONF_DIR/$ROW.conf"
-[[ -x $REPO/.venv/bin/fairseq-train ]] && export PATH="$REPO/.venv/bin:$PATH"
-PYTHON=${PYTHON:-python}
+# shellcheck source=lm_row_lib.sh
+source "$REPO/scripts/lm_row_lib.sh"
+lm_row_configure
 
 DATA=${DATA:-$REPO/data-bin/$DATASET_DIR}
 MAX_UPDATE=${MAX_UPDATE:-$DEFAULT_MAX_UPDATE}
@@ -34,26 +28,13 @@ EXTRA_ARGS=${EXTRA_ARGS:-}
 CPU=${CPU:-0}
 DRY_RUN=${DRY_RUN:-0}
 LOG_INTERVAL=${LOG_INTERVAL:-50}
-positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1=$2 is not a positive integer (e.g. $1=$3)"; }
-switch() { [[ $2 == 0 || $2 == 1 ]] || die "$1=$2: expected 0 or 1 ($1=1 $3)"; }
 positive MAX_UPDATE "$MAX_UPDATE" 1500
 [[ -z ${SEED:-} ]] || positive SEED "$SEED" 2
 positive LOG_INTERVAL "$LOG_INTERVAL" 50
 switch CPU "$CPU" "trains and evaluates on the CPU"
 switch DRY_RUN "$DRY_RUN" "prints the commands and runs none"
 
-if [[ -n ${SEEDS:-} ]]; then
-  [[ $SEEDS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "SEEDS=$SEEDS: expected positive integers separated by commas, e.g. SEEDS=1,2,3"
-  [[ -z ${SEED:-} ]] || die "both SEED=$SEED and SEEDS=$SEEDS are set: use SEEDS alone (SEED=k is one run)"
-  base=${SAVE_DIR:-$REPO/checkpoints/$DATASET/$ROW}
-  IFS=, read -r -a seeds <<< "$SEEDS"
-  for seed in "${seeds[@]}"; do
-    log "seed $seed of $SEEDS -> $base/seed$seed"
-    SEEDS='' SEED=$seed SAVE_DIR=$base/seed$seed bash "${BASH_SOURCE[0]}" "$DATASET" "$ROW" \
-      || die "seed $seed failed (the finished seeds are kept; rerun to resume)"
-  done
-  exit 0
-fi
+lm_row_seeds "${BASH_SOURCE[0]}"
 SAVE_DIR=${SAVE_DIR:-$REPO/checkpoints/$DATASET/$ROW}
 SEED=${SEED:-1}
 
@@ -64,21 +45,7 @@ if [[ $DRY_RUN != 1 ]]; then
   command -v "$PYTHON" > /dev/null || die "PYTHON=$PYTHON is not a command: unset it to use the project's venv"
 fi
 
-# shellcheck source=children.sh
-source "$REPO/scripts/children.sh"
-cleanup=()
-stop() {
-  trap '' INT TERM HUP
-  stop_children
-  (( ${#cleanup[@]} == 0 )) || rm -f "${cleanup[@]}"
-  echo "$TAG interrupted ($1): rerun the same command to resume from $SAVE_DIR/checkpoint_last.pt" >&2
-  exit "$2"
-}
-trap 'stop SIGINT 130' INT
-trap 'stop SIGTERM 143' TERM
-trap 'stop SIGHUP 129' HUP
-
-show() { printf '%q ' "$@" | sed 's/ $//'; }
+lm_row_traps
 cpu_flag=(); [[ $CPU == 1 ]] && cpu_flag=(--cpu)
 read -r -a extra <<< "$EXTRA_ARGS"
 train_cmd=(fairseq-train "$DATA" --user-dir "$REPO/pn_fairseq" --task language_modeling_pn --arch "$ARCH"
@@ -98,16 +65,7 @@ if [[ $DRY_RUN == 1 ]]; then
   exit 0
 fi
 
-mkdir -p "$SAVE_DIR"
-if [[ -f $DONE && $(head -n 1 "$DONE") != "$signature" ]]; then
-  die "$SAVE_DIR holds a training finished with another command ($DONE): use another SAVE_DIR, or delete it to retrain"
-fi
-if [[ -f $DONE && -f $RESULTS ]]; then
-  log "already finished: $RESULTS (delete it to evaluate again, delete $SAVE_DIR to retrain)"
-  cat "$RESULTS"
-  exit 0
-fi
-rm -f "$RESULTS"
+lm_row_reuse_or_refuse "$signature" "$DONE" "$RESULTS" "delete it to evaluate again, delete $SAVE_DIR to retrain"
 if [[ ! -f $DONE ]]; then
   cleanup+=("$DONE.tmp")
   log "training (log: $SAVE_DIR/train.log)"

@@ -83,14 +83,19 @@ def validate(data, path):
     return data
 
 
-def load(path):
-    """The checked contents of a results-lm.json (:func:`validate`)."""
+def load_checked(path, check, error):
+    """``check(parsed JSON of path, path)``; invalid JSON raises ``error`` naming the file."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except json.JSONDecodeError as err:
-        raise LMResultsError(f"{path}: not valid JSON ({err})") from None
-    return validate(data, path)
+        raise error(f"{path}: not valid JSON ({err})") from None
+    return check(data, path)
+
+
+def load(path):
+    """The checked contents of a results-lm.json (:func:`validate`)."""
+    return load_checked(path, validate, LMResultsError)
 
 
 def read_eval_lm(path):
@@ -108,9 +113,8 @@ def read_eval_lm(path):
     return found
 
 
-def read_validation(path):
-    """Per-validation ``updates`` and losses in nats from a ``--log-format json`` training log."""
-    points = {}
+def log_records(path):
+    """The JSON records of a fairseq ``--log-format json`` training log, in order."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             start = line.find("{")
@@ -120,8 +124,16 @@ def read_validation(path):
                 record = json.loads(line[start:])
             except json.JSONDecodeError:
                 continue
-            if isinstance(record, dict) and "valid_loss" in record and "valid_num_updates" in record:
-                points[int(float(record["valid_num_updates"]))] = float(record["valid_loss"]) * math.log(2)
+            if isinstance(record, dict):
+                yield record
+
+
+def read_validation(path):
+    """Per-validation ``updates`` and losses in nats from a ``--log-format json`` training log."""
+    points = {}
+    for record in log_records(path):
+        if "valid_loss" in record and "valid_num_updates" in record:
+            points[int(float(record["valid_num_updates"]))] = float(record["valid_loss"]) * math.log(2)
     updates = sorted(points)
     losses = [points[u] for u in updates]
     return {"updates": updates, "loss_nats": losses, "ppl": [math.exp(v) for v in losses]}

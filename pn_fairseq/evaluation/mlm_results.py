@@ -22,7 +22,7 @@ import sys
 
 from pn_common.atomic import write_text_atomic
 
-from .lm_results import read_validation
+from .lm_results import load_checked, log_records, read_validation
 
 FILENAME = "results-mlm.json"
 KEYS = ("kind", "row", "dataset", "seed", "valid", "final_valid_loss_nats", "best_valid_loss_nats", "updates",
@@ -36,26 +36,11 @@ class MLMResultsError(ValueError):
     """Bad input; the message is one line naming the file."""
 
 
-def _records(path):
-    """The JSON records of a fairseq training log, in order."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            start = line.find("{")
-            if start < 0:
-                continue
-            try:
-                record = json.loads(line[start:])
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                yield record
-
-
 def read_progress(path):
     """``(last num_updates, fairseq's wall clock at the last --log-interval record)`` of a
     training log; the clock is cumulative over resumed runs (fairseq keeps it in the checkpoint)."""
     updates, wall = 0, 0.0
-    for record in _records(path):
+    for record in log_records(path):
         for key in ("num_updates", "valid_num_updates", "train_num_updates"):
             if key in record:
                 updates = max(updates, int(float(record[key])))
@@ -119,12 +104,7 @@ def validate(data, path):
 
 def load(path):
     """The checked contents of a results-mlm.json (:func:`validate`)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as err:
-        raise MLMResultsError(f"{path}: not valid JSON ({err})") from None
-    return validate(data, path)
+    return load_checked(path, validate, MLMResultsError)
 
 
 def main(argv=None):
