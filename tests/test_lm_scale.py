@@ -95,9 +95,12 @@ def _run(norm, sync, rows):
     return out
 
 
-def _worker(rank, port, result_file, norm):
+SYNC_NORMS = ["power", "batch", "power_v"]
+
+
+def _worker(rank, port, result_file):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    torch.save(_run(norm, True, slice(2 * rank, 2 * rank + 2)), f"{result_file}.{rank}")
+    torch.save({norm: _run(norm, True, slice(2 * rank, 2 * rank + 2)) for norm in SYNC_NORMS}, f"{result_file}.{rank}")
     dist.barrier()
     dist.destroy_process_group()
 
@@ -108,11 +111,17 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("norm", ["power", "batch", "power_v"])
-def test_lm_two_synced_workers_equal_one_worker_on_the_concatenation(norm, tmp_path):
-    result_file = str(tmp_path / "w")
-    mp.spawn(_worker, args=(_free_port(), result_file, norm), nprocs=2, join=True)
-    workers = [torch.load(f"{result_file}.{r}", weights_only=False) for r in range(2)]
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """Both workers' steps for every norm of SYNC_NORMS: one spawn (each worker imports fairseq once)."""
+    result_file = str(tmp_path_factory.mktemp("lm-sync") / "w")
+    mp.spawn(_worker, args=(_free_port(), result_file), nprocs=2, join=True)
+    return [torch.load(f"{result_file}.{r}", weights_only=False) for r in range(2)]
+
+
+@pytest.mark.parametrize("norm", SYNC_NORMS)
+def test_lm_two_synced_workers_equal_one_worker_on_the_concatenation(norm, two_workers):
+    workers = [w[norm] for w in two_workers]
     single = _run(norm, False, slice(0, SEQS))
     for step, (loss, grads, buffers) in enumerate(single):
         for rank, w in enumerate(workers):
