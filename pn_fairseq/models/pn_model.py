@@ -44,7 +44,8 @@ def vocabulary_differences(model, state_dict):
     dictionary entry; ``*.embed_tokens``) whose sizes differ between ``state_dict`` and ``model``.
     ``side``: "source" for an encoder's table, "target" for a decoder's (translation's words)."""
     out = []
-    for name, module in model.named_modules():
+    # every name of a shared table (--share-all-embeddings: the encoder's and the decoder's)
+    for name, module in model.named_modules(remove_duplicate=False):
         if not name.endswith("embed_tokens") or getattr(module, "weight", None) is None:
             continue
         key = name + ".weight"
