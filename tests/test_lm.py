@@ -167,12 +167,26 @@ def lm_data(tmp_path_factory):
 TINY = "--decoder-layers 1 --decoder-embed-dim 16 --decoder-ffn-embed-dim 32 --decoder-attention-heads 2 --max-tokens 512"
 
 
+def _driver_env(lm_data, save_dir):
+    return {**os.environ, "DATA": str(lm_data), "SAVE_DIR": str(save_dir), "MAX_UPDATE": "4", "CPU": "1",
+            "EXTRA_ARGS": TINY, "LOG_INTERVAL": "1"}
+
+
+@pytest.fixture(scope="module")
+def driver_runs(lm_data, tmp_path_factory):
+    """{row: its run directory} after one run of the row driver (4 updates) for pn and bn."""
+    base = tmp_path_factory.mktemp("lm-rows")
+    for row in ("pn", "bn"):
+        proc = subprocess.run(["bash", f"scripts/lm-multi30k/{row}.sh"], cwd=REPO, env=_driver_env(lm_data, base / row),
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {row: base / row for row in ("pn", "bn")}
+
+
 @pytest.mark.parametrize("row", ["pn", "bn"])
-def test_row_driver_trains_evaluates_and_reuses(row, lm_data, tmp_path):
-    env = {**os.environ, "DATA": str(lm_data), "SAVE_DIR": str(tmp_path / row), "MAX_UPDATE": "4", "CPU": "1",
-           "EXTRA_ARGS": TINY, "LOG_INTERVAL": "1"}
-    proc = subprocess.run(["bash", f"scripts/lm-multi30k/{row}.sh"], cwd=REPO, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_row_driver_trains_evaluates_and_reuses(row, lm_data, driver_runs):
+    tmp_path = driver_runs[row].parent
+    env = _driver_env(lm_data, tmp_path / row)
     result = json.loads((tmp_path / row / "results-lm.json").read_text())
     eval_log = (tmp_path / row / "eval-lm.log").read_text()
     assert result["updates"] == 4 and result["row"] == row and result["seed"] == 1
@@ -191,13 +205,10 @@ def test_row_driver_trains_evaluates_and_reuses(row, lm_data, tmp_path):
     assert "holds a training finished with another command" in other.stderr.strip().splitlines()[-1]
 
 
-def test_checkpoint_of_another_norm_is_refused_by_eval_lm(lm_data, tmp_path):
+def test_checkpoint_of_another_norm_is_refused_by_eval_lm(lm_data, driver_runs):
     """A checkpoint trained with PN, evaluated with --norm-type batch: one line naming the flag."""
-    env = {**os.environ, "DATA": str(lm_data), "SAVE_DIR": str(tmp_path / "pn"), "MAX_UPDATE": "2", "CPU": "1",
-           "EXTRA_ARGS": TINY}
-    assert subprocess.run(["bash", "scripts/lm-multi30k/pn.sh"], cwd=REPO, env=env, capture_output=True).returncode == 0
     proc = subprocess.run([str(BIN / "fairseq-eval-lm"), lm_data, "--user-dir", REPO / "pn_fairseq", "--path",
-                           tmp_path / "pn" / "checkpoint_last.pt", "--cpu", "--tokens-per-sample", "32",
+                           driver_runs["pn"] / "checkpoint_last.pt", "--cpu", "--tokens-per-sample", "32",
                            "--model-overrides", "{'norm_type': 'batch', 'decoder_norm_type': 'batch'}"],
                           capture_output=True, text=True)
     assert proc.returncode != 0
@@ -251,14 +262,11 @@ def test_paper_scale_rows_print_the_baselines_recipe_and_table2s_number(dataset,
     assert f"PAPER_PPL={paper if paper is not None else ''}\n" in conf
 
 
-def test_interactive_samples_continue_a_prefix(lm_data, tmp_path):
+def test_interactive_samples_continue_a_prefix(lm_data, driver_runs):
     """fairseq-interactive samples from an LM checkpoint (it builds its prefixes with
     --sample-break-mode eos, which needs numpy.compat.long: pn_fairseq/hooks/numpy_compat.py)."""
-    env = {**os.environ, "DATA": str(lm_data), "SAVE_DIR": str(tmp_path / "pn"), "MAX_UPDATE": "2", "CPU": "1",
-           "EXTRA_ARGS": TINY}
-    assert subprocess.run(["bash", "scripts/lm-multi30k/pn.sh"], cwd=REPO, env=env, capture_output=True).returncode == 0
     proc = subprocess.run([str(BIN / "fairseq-interactive"), lm_data, "--user-dir", REPO / "pn_fairseq", "--task",
-                           "language_modeling_pn", "--path", tmp_path / "pn" / "checkpoint_last.pt", "--cpu",
+                           "language_modeling_pn", "--path", driver_runs["pn"] / "checkpoint_last.pt", "--cpu",
                            "--sampling", "--sampling-topk", "10", "--beam", "1", "--nbest", "1", "--max-len-b", "6",
                            "--seed", "3"], input="a man in a\n", capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
