@@ -4,9 +4,9 @@ Lines look like ``2026-... | INFO | train_inner | {"epoch": 1, "loss": "9.12", .
 "num_updates": "50"}``; epoch-end ``train`` and ``valid`` lines carry the same statistics
 with a ``train_`` / ``valid_`` prefix. Values are strings written with ``{:g}``.
 """
-import json
 import os
 
+from ..evaluation.lm_results import log_records as json_records  # noqa: F401  (the log reader, one copy)
 from . import AnalysisError
 
 
@@ -58,19 +58,6 @@ def run_labels(runs):
     return out
 
 
-def json_records(path):
-    """Every JSON object logged in ``path``, in order (other lines are skipped)."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            start = line.find("{")
-            if start < 0:
-                continue
-            try:
-                record = json.loads(line[start:])
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                yield record
 
 
 def number(value):
