@@ -32,7 +32,7 @@ import statistics
 from typing import List
 
 from pn_fairseq.evaluation.lm_results import FILENAME, LMResultsError, load
-from pn_fairseq.evaluation.results import MISSING, ROWS, Section
+from pn_fairseq.evaluation.results import MISSING, ROWS, Section, SeedStats, t_interval
 
 DATASETS = {"lm-multi30k": "Multi30k LM", "ptb": "PTB", "wikitext103": "WikiText-103", "wikitext2": "WikiText-2"}
 _SEED_DIR_RE = re.compile(r"seed(\d+)")
@@ -74,7 +74,7 @@ class LMRun:
 
 
 @dataclasses.dataclass
-class LMGroup:
+class LMGroup(SeedStats):
     """The seeds of one row on one dataset."""
 
     row: str
@@ -84,53 +84,15 @@ class LMGroup:
     missing_seeds: List[int] = dataclasses.field(default_factory=list)
 
     @property
-    def n(self):
-        return len(self.runs)
-
-    @property
     def ppls(self):
         return [run.result["test_ppl"] for run in self.runs]
 
-    @property
-    def mean(self):
-        return statistics.fmean(self.ppls) if self.runs else None
-
-    @property
-    def std(self):
-        """Sample standard deviation (n - 1); None for fewer than two seeds."""
-        return statistics.stdev(self.ppls) if self.n >= 2 else None
-
-    @property
-    def ci95(self):
-        """Student-t 95% interval of the mean perplexity over seeds; None for fewer than two."""
-        return t_interval(self.ppls)
-
-    @property
-    def complete(self):
-        return not self.unfinished and not self.missing_seeds
-
-    @property
-    def expected(self):
-        return self.n + len(self.unfinished) + len(self.missing_seeds)
+    def values(self):
+        return self.ppls
 
     @property
     def paper_ppl(self):
         return next((run.result["paper_ppl"] for run in self.runs if run.result["paper_ppl"] is not None), None)
-
-    def seed_list(self):
-        return [run.seed for run in self.runs]
-
-
-def t_interval(values, level=0.975):
-    """``(low, high)``: mean ± t(level, n - 1) · s / √n over ``values``; None for fewer than two."""
-    n = len(values)
-    if n < 2:
-        return None
-    from scipy.stats import t
-
-    mean = statistics.fmean(values)
-    half = float(t.ppf(level, n - 1)) * statistics.stdev(values) / math.sqrt(n)
-    return mean - half, mean + half
 
 
 def find_files(paths):

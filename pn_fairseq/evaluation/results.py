@@ -283,8 +283,57 @@ class Unfinished:
     state: str
 
 
+def t_interval(values, level=0.975):
+    """``(low, high)``: mean ± t(level, n - 1) · s / √n over ``values``; None for fewer than two."""
+    n = len(values)
+    if n < 2:
+        return None
+    from scipy.stats import t
+
+    mean = statistics.fmean(values)
+    half = float(t.ppf(level, n - 1)) * statistics.stdev(values) / n ** 0.5
+    return mean - half, mean + half
+
+
+class SeedStats:
+    """Statistics over the seeds of one row: a group has ``runs``, ``unfinished``,
+    ``missing_seeds`` and names each run's number in :meth:`values` (BLEU, perplexity)."""
+
+    def values(self):
+        raise NotImplementedError
+
+    @property
+    def n(self):
+        return len(self.runs)
+
+    @property
+    def mean(self):
+        return statistics.fmean(self.values()) if self.runs else None
+
+    @property
+    def std(self):
+        """Sample standard deviation (n - 1); None for fewer than two seeds."""
+        return statistics.stdev(self.values()) if self.n >= 2 else None
+
+    @property
+    def ci95(self):
+        """95% Student-t interval of the mean over seeds; None for fewer than two seeds."""
+        return t_interval(self.values())
+
+    @property
+    def complete(self):
+        return not self.unfinished and not self.missing_seeds
+
+    @property
+    def expected(self):
+        return self.n + len(self.unfinished) + len(self.missing_seeds)
+
+    def seed_list(self):
+        return [run.seed for run in self.runs]
+
+
 @dataclasses.dataclass
-class RowGroup:
+class RowGroup(SeedStats):
     """The runs (one per seed) of one row on one dataset; see "Seeds" in the module docstring."""
 
     row: str
@@ -297,39 +346,8 @@ class RowGroup:
     def bleus(self):
         return [run.result["bleu_main"] for run in self.runs]
 
-    @property
-    def n(self):
-        return len(self.runs)
-
-    @property
-    def mean(self):
-        return statistics.fmean(self.bleus) if self.runs else None
-
-    @property
-    def std(self):
-        """Sample standard deviation (n - 1); None for fewer than two seeds."""
-        return statistics.stdev(self.bleus) if self.n >= 2 else None
-
-    @property
-    def ci95(self):
-        """95% Student-t interval of the mean over seeds; None for fewer than two seeds."""
-        if self.n < 2:
-            return None
-        from scipy.stats import t
-
-        half = t.ppf(0.975, self.n - 1) * self.std / self.n ** 0.5
-        return self.mean - half, self.mean + half
-
-    @property
-    def complete(self):
-        return not self.unfinished and not self.missing_seeds
-
-    @property
-    def expected(self):
-        return self.n + len(self.unfinished) + len(self.missing_seeds)
-
-    def seed_list(self):
-        return [run.seed for run in self.runs]
+    def values(self):
+        return self.bleus
 
     def as_dict(self):
         ci = self.ci95
