@@ -54,7 +54,8 @@ train_cmd=(fairseq-train "$DATA" --user-dir "$REPO/pn_fairseq" --task language_m
 signature=$(show "${train_cmd[@]}")
 CKPT=$SAVE_DIR/checkpoint_$EVAL_CHECKPOINT.pt
 eval_cmd=(fairseq-eval-lm "$DATA" --user-dir "$REPO/pn_fairseq" --path "$CKPT" --gen-subset test
-  --tokens-per-sample "$EVAL_TOKENS" --context-window "$EVAL_CONTEXT" --max-tokens 4096 "${cpu_flag[@]}")
+  --tokens-per-sample "$EVAL_TOKENS" --context-window "$EVAL_CONTEXT" --max-tokens 4096 --output-word-probs
+  "${cpu_flag[@]}")
 RESULTS=$SAVE_DIR/results-lm.json
 DONE=$SAVE_DIR/train.done
 

@@ -5,6 +5,7 @@ import gzip
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -194,6 +195,11 @@ def test_row_driver_trains_evaluates_and_reuses(row, lm_data, driver_runs):
     # the record's numbers are fairseq-eval-lm's own, in nats
     assert f"Perplexity: {result['test_ppl']:.2f}" in eval_log
     assert result["test_loss_nats"] == pytest.approx(math.log(result["test_ppl"]), rel=1e-3)
+    # per-block losses for the bootstrap: every test token once, adding up to the closing line
+    blocks = result["test_blocks"]
+    n_test = int(re.search(r"Evaluated ([0-9,]+) tokens", eval_log).group(1).replace(",", ""))
+    assert sum(blocks["tokens"]) == n_test and max(blocks["tokens"]) <= 32
+    assert sum(blocks["loss_nats"]) / n_test == pytest.approx(result["test_loss_nats"], abs=2e-4)
     valid_losses = [json.loads(line[line.index("{"):]) for line in (tmp_path / row / "train.log").read_text().splitlines()
                     if '"valid_loss"' in line]
     assert result["valid"]["loss_nats"] == pytest.approx([float(v["valid_loss"]) * math.log(2) for v in valid_losses])

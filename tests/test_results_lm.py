@@ -112,7 +112,9 @@ def test_perplexity_table_and_paired_comparison(tmp_path, capsys):
     assert pn_row[3] == f"[{mean(PN_DELTA) - half:+.4f}, {mean(PN_DELTA) + half:+.4f}]"
     assert pn_row[4] == f"{math.exp(mean(PN_DELTA)):.3f} [{math.exp(mean(PN_DELTA) - half):.3f}, " \
                         f"{math.exp(mean(PN_DELTA) + half):.3f}]"
-    assert pn_row[5] == "1: -0.0300; 2: -0.0100; 3: -0.0500"
+    assert pn_row[5] == "—"  # no per-block test losses in these files: no bootstrap (a note says so)
+    assert pn_row[6] == "1: -0.0300; 2: -0.0100; 3: -0.0500"
+    assert "- pn: seed(s) 1, 2, 3: a run without per-block test losses" in text
     bn_half = T_975[1] * std(BN_DELTA) / math.sqrt(2)
     bn_row = table_row(text, "bn", comparison)
     assert bn_row[2] == f"{mean(BN_DELTA):+.4f}"  # [-0.151, +0.611] holds 0 (test_bn_interval_by_hand): no *
@@ -153,7 +155,7 @@ def test_baseline_flag_and_seed_expectations(tmp_path, capsys):
     assert results_cli.main([str(tmp_path / "runs"), "--baseline", "pn", "--seeds", "1,2,3,4"]) == 0
     text = capsys.readouterr().out
     row = table_row(text, "preln", "Multi30k LM: test loss against pn, paired by seed")
-    assert row[2] == f"{-mean(PN_DELTA):+.4f}" and row[5] == "1: +0.0300; 2: +0.0100; 3: +0.0500"
+    assert row[2] == f"{-mean(PN_DELTA):+.4f}" and row[6] == "1: +0.0300; 2: +0.0100; 3: +0.0500"
     assert table_row(text, "preln", "Multi30k LM: test perplexity (lower is better)")[1] == "3 of 4"
     assert results_cli.main([str(tmp_path / "runs"), "--no-significance"]) == 0
     assert "paired by seed" not in capsys.readouterr().out

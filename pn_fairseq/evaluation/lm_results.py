@@ -8,7 +8,14 @@ validation records of the training log, and writes, atomically::
      "test_ppl": 61.2, "test_loss_nats": 4.114,           # ln(test_ppl): per token incl. </s>
      "checkpoint": "checkpoint_last.pt", "updates": 1500, "wall_time_s": 1234.5,
      "valid": {"updates": [...], "loss_nats": [...], "ppl": [...]},   # one point per validation
-     "paper_ppl": null, "train_command": "fairseq-train ..."}
+     "paper_ppl": null, "train_command": "fairseq-train ...",
+     "test_blocks": {"loss_nats": [...], "tokens": [...]}}   # optional, see below
+
+``test_blocks`` (optional; null or absent in files written before it): each test block's summed
+loss in nats and its token count, block i at index i (fairseq-eval-lm's sample id), read from
+the per-token log-probabilities ``fairseq-eval-lm --output-word-probs`` logs (``ID word [ln p]\t...``,
+6 decimals: the blocks' total agrees with the closing line to rounding, checked on writing). They
+make the paired bootstrap over test blocks of :mod:`pn_fairseq.evaluation.lm_bootstrap` possible.
 
 Perplexity is lower-better; fairseq logs losses in base 2, this file holds nats.
 :func:`load` reads one back, checked (every key above, finite perplexities); the tables and plots
@@ -23,6 +30,10 @@ import sys
 from pn_common.atomic import write_text_atomic
 
 EVAL_LINE = re.compile(r"Loss \(base 2\): ([0-9.eE+-]+|nan|inf), Perplexity: ([0-9.eE+-]+|nan|inf)")
+# --output-word-probs: "<sample id> <word> [<ln p>]\t<word> [<ln p>]...", after the logger's name
+# (fairseq's own format "... | fairseq_cli.eval_lm | " or Python's default "INFO:fairseq_cli.eval_lm:").
+BLOCK_LINE = re.compile(r"fairseq_cli\.eval_lm(?: \| |:)(\d+) (.*)$")
+WORD_SCORE = re.compile(r" \[(-?(?:[0-9.]+(?:[eE][+-]?\d+)?|inf|nan))\]$")
 
 
 FILENAME = "results-lm.json"
@@ -70,6 +81,8 @@ def validate(data, path):
                              f"{data['test_ppl']!r}) (bits for nats?): {fix}")
     if data["paper_ppl"] is not None and not (_number(data["paper_ppl"]) and math.isfinite(data["paper_ppl"])):
         raise LMResultsError(f"{path}: 'paper_ppl' must be a finite number or null, got {data['paper_ppl']!r}")
+    if data.get("test_blocks") is not None:
+        check_blocks(data["test_blocks"], data["test_loss_nats"], path)
     valid = data["valid"]
     if not isinstance(valid, dict) or any(not isinstance(valid.get(k), list) for k in VALID_KEYS):
         raise LMResultsError(f"{path}: 'valid' must be an object of lists {', '.join(VALID_KEYS)}: {fix}")
@@ -113,6 +126,54 @@ def read_eval_lm(path):
     return found
 
 
+def read_block_losses(path):
+    """``{"loss_nats": [...], "tokens": [...]}`` per test block (index = sample id) from the
+    ``--output-word-probs`` lines of a fairseq-eval-lm log, or None when it has none."""
+    blocks = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = BLOCK_LINE.search(line.rstrip("\n"))
+            if not m:
+                continue
+            scores = [WORD_SCORE.search(item) for item in m.group(2).split("\t")]
+            if not all(scores):
+                continue  # another message that happens to start with a number
+            block = int(m.group(1))
+            if block in blocks:
+                raise LMResultsError(f"{path}: test block {block} is logged twice (two evaluations in one log?): "
+                                     "rerun fairseq-eval-lm into an empty log")
+            blocks[block] = [float(sc.group(1)) for sc in scores]
+    if not blocks:
+        return None
+    if sorted(blocks) != list(range(len(blocks))):
+        missing = sorted(set(range(max(blocks) + 1)) - set(blocks))
+        raise LMResultsError(f"{path}: per-block scores of blocks 0..{max(blocks)} lack {missing[:5]} "
+                             "(a truncated log?): rerun fairseq-eval-lm")
+    losses = [-sum(blocks[i]) for i in range(len(blocks))]
+    if not all(math.isfinite(v) for v in losses):
+        raise LMResultsError(f"{path}: a test block has a non-finite loss: the model diverged")
+    return {"loss_nats": losses, "tokens": [len(blocks[i]) for i in range(len(blocks))]}
+
+
+def check_blocks(blocks, loss_nats, path):
+    """``blocks`` if well formed and adding up to ``loss_nats`` per token, else LMResultsError."""
+    fix = "rerun fairseq-eval-lm with --output-word-probs (scripts/run_lm_row.sh does)"
+    if not isinstance(blocks, dict) or any(not isinstance(blocks.get(k), list) for k in ("loss_nats", "tokens")):
+        raise LMResultsError(f"{path}: 'test_blocks' must be null or an object of lists loss_nats, tokens: {fix}")
+    losses, tokens = blocks["loss_nats"], blocks["tokens"]
+    if len(losses) != len(tokens) or not losses:
+        raise LMResultsError(f"{path}: 'test_blocks' has {len(losses)} losses and {len(tokens)} token counts: {fix}")
+    if any(not _number(v) or not math.isfinite(v) for v in losses) or \
+            any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in tokens):
+        raise LMResultsError(f"{path}: 'test_blocks' holds a non-finite loss or a token count below 1: {fix}")
+    per_token = sum(losses) / sum(tokens)
+    # 6 printed decimals per token score: the blocks' mean is off by at most 5e-7 nats per token.
+    if abs(per_token - loss_nats) > _ROUNDING_NATS:
+        raise LMResultsError(f"{path}: the test blocks' losses give {per_token:.5f} nats/token, the closing line "
+                             f"{loss_nats:.5f}: scores of another evaluation? {fix}")
+    return blocks
+
+
 def log_records(path):
     """The JSON records of a fairseq ``--log-format json`` training log, in order."""
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -142,11 +203,15 @@ def read_validation(path):
 def build(args):
     loss2, ppl = read_eval_lm(args.eval_log)
     valid = read_validation(args.train_log)
+    blocks = read_block_losses(args.eval_log)
+    if blocks is not None:
+        check_blocks(blocks, loss2 * math.log(2), args.eval_log)
     return {
         "kind": "lm", "row": args.row, "dataset": args.dataset, "seed": args.seed,
         "test_ppl": ppl, "test_loss_nats": loss2 * math.log(2), "checkpoint": args.checkpoint,
         "updates": args.updates, "wall_time_s": args.wall_time, "valid": valid,
         "paper_ppl": float(args.paper) if args.paper else None, "train_command": args.train_command,
+        "test_blocks": blocks,
     }
 
 

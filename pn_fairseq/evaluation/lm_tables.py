@@ -16,10 +16,11 @@ have, ``Δ_k = test_loss_nats(row, k) - test_loss_nats(baseline, k)`` (nats per 
 difference of ln perplexity; negative: the row's perplexity is lower). Pooled: the mean of the
 Δ_k and Student's t 95% interval over the pairs, ``mean ± t(0.975, n-1) · s / √n`` (s: the
 pairs' standard deviation, n - 1); ``exp(Δ)`` is the ratio of the two rows' geometric-mean
-perplexities. One seed pair gives no interval. The interval is about seed-to-seed variation only:
-a paired bootstrap over the test set's blocks (or sentences), as BLEU rows get, needs each
-block's loss, and fairseq-eval-lm prints only the total; left for later (it would need
-``--output-word-probs`` or a per-block scorer).
+perplexities. One seed pair gives no interval. That interval is about seed-to-seed variation only;
+where both runs of every pair carry per-block test losses (``test_blocks``, from
+``fairseq-eval-lm --output-word-probs``), the paired bootstrap over test blocks
+(:mod:`pn_fairseq.evaluation.lm_bootstrap`) adds the test-set sampling interval and p, per pair
+and pooled over the pairs, as the BLEU rows get.
 
 May import :mod:`pn_fairseq.evaluation.results` (its Section, row order and seed conventions);
 never norms, models or analysis.
@@ -31,6 +32,7 @@ import re
 import statistics
 from typing import List
 
+from pn_fairseq.evaluation.lm_bootstrap import BlockMismatch, paired_block_bootstrap, pooled_block_bootstrap
 from pn_fairseq.evaluation.lm_results import FILENAME, LMResultsError, load
 from pn_fairseq.evaluation.results import MISSING, ROWS, Section, SeedStats, t_interval
 
@@ -176,7 +178,10 @@ def compare_dataset(groups, dataset, baseline):
 
     Returns ``{"dataset", "baseline", "unit": "nats/token", "rows": {row: {"seeds", "pairs": [{"seed",
     "delta", "loss", "baseline_loss"}], "mean_delta", "std_delta", "df", "ci95" ([low, high] or None),
-    "excludes_zero" (None without an interval), "ppl_ratio", "ppl_ratio_ci95"}}, "notes": [...]}``.
+    "excludes_zero" (None without an interval), "ppl_ratio", "ppl_ratio_ci95", "block_bootstrap"}},
+    "notes": [...]}``; each pair has "block_bootstrap" too: :func:`~pn_fairseq.evaluation.lm_bootstrap.
+    pooled_block_bootstrap`'s dict over its pair (the row's: over all pairs), or None where a run lacks
+    per-block losses (the notes say which).
     """
     report = {"dataset": dataset, "baseline": baseline, "unit": "nats/token", "rows": {}, "notes": []}
     base = groups.get((baseline, dataset))
@@ -191,13 +196,16 @@ def compare_dataset(groups, dataset, baseline):
         for run in group.runs:
             if run.seed in base_by_seed:
                 loss, base_loss = run.result["test_loss_nats"], base_by_seed[run.seed].result["test_loss_nats"]
-                pairs.append({"seed": run.seed, "delta": loss - base_loss, "loss": loss, "baseline_loss": base_loss})
+                pairs.append({"seed": run.seed, "delta": loss - base_loss, "loss": loss, "baseline_loss": base_loss,
+                              "blocks": (base_by_seed[run.seed].result.get("test_blocks"),
+                                         run.result.get("test_blocks"))})
         alone = [run.seed for run in group.runs if run.seed not in base_by_seed]
         if alone:
             report["notes"].append(f"{group.row}: seed(s) {', '.join(map(str, alone))} without a {baseline} "
                                    "run of the same seed: not compared")
         if not pairs:
             continue
+        pooled = _block_tests(group.row, pairs, report["notes"])
         deltas = [p["delta"] for p in pairs]
         ci = t_interval(deltas)
         mean = statistics.fmean(deltas)
@@ -206,8 +214,32 @@ def compare_dataset(groups, dataset, baseline):
             "std_delta": statistics.stdev(deltas) if len(deltas) > 1 else None, "df": len(deltas) - 1,
             "ci95": list(ci) if ci else None, "excludes_zero": None if ci is None else (ci[0] > 0 or ci[1] < 0),
             "ppl_ratio": math.exp(mean), "ppl_ratio_ci95": [math.exp(v) for v in ci] if ci else None,
+            "block_bootstrap": pooled,
         }
     return report
+
+
+def _block_tests(row, pairs, notes):
+    """Per pair (``pair["block_bootstrap"]``) and pooled bootstrap over test blocks; the pooled one,
+    or None where a pair lacks blocks or the runs scored different ones (with a note)."""
+    blocks = [pair.pop("blocks") for pair in pairs]
+    lacking = [pair["seed"] for pair, (b, s) in zip(pairs, blocks) if b is None or s is None]
+    for pair in pairs:
+        pair["block_bootstrap"] = None
+    if lacking:
+        notes.append(f"{row}: seed(s) {', '.join(map(str, lacking))}: a run without per-block test losses "
+                     "(results-lm.json older than fairseq-eval-lm --output-word-probs): no bootstrap over "
+                     "test blocks; delete its results-lm.json and rerun the row script to evaluate again")
+        return None
+    try:
+        for pair, (b, s) in zip(pairs, blocks):
+            pair["block_bootstrap"] = paired_block_bootstrap(b, s)
+        return pooled_block_bootstrap(blocks)
+    except BlockMismatch as err:
+        notes.append(f"{row}: no bootstrap over test blocks: {err}")
+        for pair in pairs:
+            pair["block_bootstrap"] = None
+        return None
 
 
 def compare_all(groups, baseline=None):
@@ -271,14 +303,18 @@ def comparison_section(report):
     section = Section(
         f"{dataset_name(report['dataset'])}: test loss against {base}, paired by seed",
         ["row", "seed pairs", f"Δ test loss vs {base} (nats/token)", "95% CI of Δ (Student t, n − 1 df)",
-         "PPL ratio exp(Δ) [95% CI]", "per seed: Δ"],
+         "PPL ratio exp(Δ) [95% CI]", "bootstrap over test blocks: 95% CI of Δ, p", "per seed: Δ [block CI]"],
         text=f"Δ: the row's test loss minus {base}'s, in nats per token (the difference of ln perplexity), "
         f"seed k paired with seed k of {base}; negative: lower perplexity than {base}. Pooled: the mean of the "
         "seed pairs' Δ with Student's t 95% interval over them (n - 1 degrees of freedom), * where it "
-        "leaves out 0; one seed pair: no interval. The interval is seed-to-seed variation only: a paired "
-        "bootstrap over test blocks needs per-block losses, which fairseq-eval-lm does not print.")
+        "leaves out 0; one seed pair: no interval. That interval is seed-to-seed variation; the bootstrap "
+        "is test-set sampling: 1,000 paired resamples of the test blocks (fixed seed), the same draw for "
+        "every pair, Δ averaged over the pairs; percentile 95% interval and two-sided p, * where it "
+        "leaves out 0 (pn_fairseq/evaluation/lm_bootstrap.py). Neighbouring blocks of one text stream "
+        "are correlated: that interval is somewhat narrow.")
     for row, r in report["rows"].items():
-        per_seed = "; ".join(f"{p['seed']}: {p['delta']:+.4f}" for p in r["pairs"])
+        per_seed = "; ".join(f"{p['seed']}: {p['delta']:+.4f}" + _block_ci_text(p["block_bootstrap"], brief=True)
+                             for p in r["pairs"])
         seeds = ", ".join(map(str, r["seeds"]))
         if r["ci95"] is None:
             ci, ratio = "one seed: no interval", f"{r['ppl_ratio']:.3f}"
@@ -286,11 +322,22 @@ def comparison_section(report):
             ci = f"[{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]"
             ratio = f"{r['ppl_ratio']:.3f} [{r['ppl_ratio_ci95'][0]:.3f}, {r['ppl_ratio_ci95'][1]:.3f}]"
         delta = f"{r['mean_delta']:+.4f}" + ("*" if r["excludes_zero"] else "")
-        section.rows.append([row, seeds + (" (pooled)" if len(r["pairs"]) > 1 else ""), delta, ci, ratio, per_seed])
+        section.rows.append([row, seeds + (" (pooled)" if len(r["pairs"]) > 1 else ""), delta, ci, ratio,
+                             _block_ci_text(r["block_bootstrap"]) or MISSING, per_seed])
     sections = [section] if report["rows"] else []
     if report["notes"]:
         sections.append(Section(items=list(report["notes"])))
     return sections
+
+
+def _block_ci_text(test, brief=False):
+    """``[low, high], p`` of a block bootstrap (* where the interval leaves out 0); '' for None."""
+    if test is None:
+        return ""
+    low, high = test["ci95"]
+    star = "*" if low > 0 or high < 0 else ""
+    ci = f"[{low:+.4f}, {high:+.4f}]{star}"
+    return f" {ci}" if brief else f"{ci}, p = {test['p_value']:.3f}"
 
 
 def sections(groups, comparisons=None):
