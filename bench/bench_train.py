@@ -1,11 +1,19 @@
 """Training words/s and peak memory of the bn / pnv / pn rows against preln, in one run.
 
-Issue 11's targets: pn keeps >= 0.95x preln's training words/s, bn and pnv >= 0.93x. Each
-model is the Multi30k row's (configs/multi30k/common.conf + <row>.conf, sourced by bash as
-scripts/run_row.sh does), trained by fairseq-train in a child process on the same data with
-the same seed, so every model sees the same batches. Rounds alternate the order of the models
-so that throttling and other load hit all alike; each model reports its fastest round (as
-bench_norm_stats.py: on a shared machine the best round is the stable statistic).
+Issue 11's targets: pn keeps >= 0.95x preln's training words/s, bn and pnv >= 0.93x; issue 35's:
+rms within 5% of LayerNorm (>= 0.95x). Each model is a row's (configs/<set>/common.conf +
+<row>.conf, sourced by bash as the set's driver does), trained by fairseq-train in a child process
+on the same data with the same seed, so every model sees the same batches. Rounds alternate the
+order of the models so that throttling and other load hit all alike; each model reports its
+fastest round (as bench_norm_stats.py: on a shared machine the best round is the stable statistic).
+
+Sets: the translation rows (configs/multi30k, the default; scripts/run_row.sh) and the language
+models (configs/lm-multi30k, --task language_modeling_pn; scripts/run_lm_row.sh) define ARCH,
+TRAIN_ARGS, ROW_ARGS. The BERT rows (configs/bert-multi30k; scripts/run_mlm_row.sh) set every
+value with `recipe`, sourced from scripts/recipe_lib.sh as the driver sources it; their task and
+criterion (masked_lm_pn, masked_lm) come from there too, so --task may be left out. A row named
+<placement>-<norm> takes its norm's target: for BERT preln-bn / preln-pnv / preln-pn against
+--baseline preln-nowarmup (the same pre-norm model with LayerNorm) are held to bn / pnv / pn's.
 
 Words/s: the first --warmup updates of a run (start-up, allocator and cache warm-up) are
 dropped; over the next --updates updates it is words / seconds, both from fairseq's own
@@ -13,10 +21,14 @@ per-update log lines (wpb, wps at --log-interval 1). Peak memory: on CPU the chi
 (os.wait4), so it includes the interpreter, fairseq and the dataset; on CUDA
 torch.cuda.max_memory_allocated in the child.
 
-    python bench/bench_train.py [--data data-bin/multi30k.de-en] [--rounds 3] [--updates 30]
+    python bench/bench_train.py [--configs configs/multi30k] [--rows preln,bn,pnv,pn]
+        [--baseline preln] [--task translation_pn] [--data DIR] [--rounds 3] [--updates 30]
         [--eager] [--extra "--norm-impl eager"] [--threads 2] [--device auto]
+    python bench/bench_train.py --configs configs/bert-multi30k --baseline preln-nowarmup \
+        --rows preln-bn,preln-pnv,preln-pn
 
---data defaults to data-bin/multi30k.de-en when prepared, else data-bin/synthetic.de-en.
+--data defaults to data-bin/<the set's DATASET_DIR> for a language-model or BERT set; for a
+translation set to data-bin/multi30k.de-en when prepared, else data-bin/synthetic.de-en.
 """
 import argparse
 import json
@@ -35,33 +47,65 @@ CHILD_REPORT = "BENCH_TRAIN_CHILD "  # prefix of the child's last stdout line (J
 TARGETS = {"pn": 0.95, "bn": 0.93, "pnv": 0.93,  # issue 11: words/s relative to the LayerNorm baseline
            "rms": 0.95}  # issue 35: RMSNorm within 5% of LayerNorm (LM and BERT rows)
 BASELINE = "preln"
-BATCH_STAT_ROWS = ("bn", "pnv", "pn")  # rows that --eager duplicates with --norm-impl eager
+BATCH_STAT_ROWS = ("bn", "pnv", "pn")  # norms (norm_of) whose rows --eager duplicates with --norm-impl eager
 DATA_CANDIDATES = ("multi30k.de-en", "synthetic.de-en")  # under data-bin/, first prepared wins
 
 
-def row_args(config_dir, row):
-    """fairseq-train arguments of one row: --arch, LANGS, TRAIN_ARGS, ROW_ARGS, exactly as
-    scripts/run_row.sh builds them (bash sources the .conf files, so quoting such as
-    --adam-betas "(0.9, 0.98)" comes out as run_row.sh passes it)."""
+def _sourced(config_dir, row, body):
+    """The NUL-separated words that bash `body` prints after sourcing scripts/recipe_lib.sh (so a
+    .conf may call recipe), then common.conf and <row>.conf of config_dir."""
     config_dir = Path(config_dir)
     for conf in (config_dir / "common.conf", config_dir / f"{row}.conf"):
         if not conf.is_file():
             rows = sorted(p.stem for p in config_dir.glob("*.conf") if p.stem != "common")
             raise SystemExit(f"bench_train: no {conf}: unknown row '{row}' or config dir; rows there: {' '.join(rows)}")
-    script = ('set -e; source "$1"; source "$2"; printf "%s\\0" "$ARCH" "${LANGS[@]}" '
-              '"${TRAIN_ARGS[@]}" "${ROW_ARGS[@]}"')
-    confs = [str(config_dir / "common.conf"), str(config_dir / f"{row}.conf")]
-    out = subprocess.run(["bash", "-c", script, "bash", *confs], capture_output=True, text=True)
+    script = ('set -e; die() { echo "$*" >&2; exit 1; }; source "$1"; CONF_DIR=$2 ROW=$3; '
+              'source "$CONF_DIR/common.conf"; source "$CONF_DIR/$ROW.conf"; ' + body)
+    out = subprocess.run(["bash", "-c", script, "bash", str(REPO / "scripts" / "recipe_lib.sh"), str(config_dir), row],
+                         capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"bench_train: sourcing {config_dir}/{row}.conf failed: {out.stderr.strip()}")
-    arch, *args = out.stdout.split("\0")[:-1]
-    if not arch:
-        raise SystemExit(f"bench_train: {config_dir}/{row}.conf sets no ARCH")
-    return ["--arch", arch, *args]
+    return out.stdout.split("\0")[:-1]
 
 
-def default_data():
-    """The first prepared data set of DATA_CANDIDATES, or an error saying how to make one."""
+def row_args(config_dir, row):
+    """fairseq-train arguments of one row, in the order and quoting of the set's driver (bash
+    sources the .conf files, so --adam-betas "(0.9, 0.98)" comes out as one argument).
+
+    A set whose .conf files call recipe (BERT, scripts/run_mlm_row.sh): MLM_TASK_ARGS, then the
+    recipe values with the driver's schedule for its default run (mlm_schedule DEFAULT_MAX_UPDATE
+    DEFAULT_VALIDATE_INTERVAL: --max-update, --total-num-update, --warmup-updates,
+    --validate-interval-updates), all from scripts/recipe_lib.sh as the driver runs them. Any other
+    set (scripts/run_row.sh, run_lm_row.sh): --arch ARCH, LANGS, TRAIN_ARGS, ROW_ARGS."""
+    words = _sourced(config_dir, row, (
+        'if (( ${#RECIPE[@]} )); then '
+        '[[ -n ${DEFAULT_MAX_UPDATE:-} && -n ${DEFAULT_VALIDATE_INTERVAL:-} ]] '
+        '|| die "$CONF_DIR/common.conf sets no DEFAULT_MAX_UPDATE or DEFAULT_VALIDATE_INTERVAL"; '
+        'mlm_schedule "$DEFAULT_MAX_UPDATE" "$DEFAULT_VALIDATE_INTERVAL"; '
+        'printf "%s\\0" "${MLM_TASK_ARGS[@]}" "${TRAIN_ARGS[@]}"; '
+        'else printf "%s\\0" --arch "$ARCH" "${LANGS[@]}" "${TRAIN_ARGS[@]}" "${ROW_ARGS[@]}"; fi'))
+    if words[0] == "--arch" and not words[1]:
+        raise SystemExit(f"bench_train: {config_dir}/{row}.conf sets no ARCH (and calls no recipe)")
+    return words
+
+
+def flag_value(args, flag):
+    """The value of the last `flag` in args (the one argparse keeps), or None."""
+    i = max((j for j, a in enumerate(args[:-1]) if a == flag), default=None)
+    return None if i is None else args[i + 1]
+
+
+def default_data(config_dir, row):
+    """The data the rows train on when --data is not given, or an error saying how to make it:
+    a language-model or BERT set's data-bin/DATASET_DIR; for a translation set (LANGS) the
+    first prepared data set of DATA_CANDIDATES."""
+    langs, dataset_dir, prep = _sourced(config_dir, row, 'printf "%s\\0" "${LANGS[*]}" "$DATASET_DIR" "$DATA_PREP"')
+    if not langs:
+        d = REPO / "data-bin" / dataset_dir
+        if dataset_dir and (d / "dict.txt").is_file() and (d / "train.bin").is_file():
+            return d
+        raise SystemExit(f"bench_train: no binarized data at {d}: run `bash data-prep/prepare-{prep or '<set>'}.sh`, "
+                         "or pass --data DIR")
     for name in DATA_CANDIDATES:
         d = REPO / "data-bin" / name
         if (d / "dict.de.txt").is_file() and (d / "train.de-en.de.bin").is_file():
@@ -98,12 +142,23 @@ def words_per_second(records, skip):
     return words / seconds, n
 
 
+def norm_of(label):
+    """The norm a row's target and --eager follow: the label itself when TARGETS has it, else
+    the suffix of a <placement>-<norm> name (BERT's preln-pn: pn); None for the rest (eager
+    variants, pn-nogroup, the baselines)."""
+    if label in TARGETS:
+        return label
+    if "-" in label and "+" not in label and label.rsplit("-", 1)[-1] in TARGETS:
+        return label.rsplit("-", 1)[-1]
+    return None
+
+
 def verdict(label, ratio):
-    """'>= 0.95 PASS' / '>= 0.93 MISS' for rows with a target, '' otherwise (eager variants too).
-    A row named <placement>-<norm> (the BERT rows' preln-pn) takes its norm's target."""
-    target = TARGETS.get(label, TARGETS.get(label.rsplit("-", 1)[-1]) if "-" in label and "+" not in label else None)
-    if target is None:
+    """'>= 0.95 PASS' / '>= 0.93 MISS' for rows with a target (norm_of), '' otherwise."""
+    norm = norm_of(label)
+    if norm is None:
         return ""
+    target = TARGETS[norm]
     return f">= {target:.2f} {'PASS' if ratio >= target else 'MISS'}"
 
 
@@ -154,6 +209,18 @@ def peak_name(cuda):
     return "CUDA max allocated" if cuda else "max RSS"
 
 
+def child_args(common, row, total, save_dir, extra):
+    """fairseq-train's arguments for one run: the bench's common ones, the row's, a run of
+    `total` updates, save_dir, and --extra last (it overrides the rest)."""
+    # --max-update after the row's arguments, so that it wins (argparse keeps the last): a BERT
+    # row passes its driver's --max-update DEFAULT_MAX_UPDATE with --total-num-update
+    # DEFAULT_MAX_UPDATE and its --warmup-updates, and those two stay, so polynomial_decay's LR
+    # over these few updates is the full-length row's LR at the same updates (without them
+    # --total-num-update would follow --max-update and decay the LR to 0 within the run, and the
+    # warm-up would not be the row's).
+    return [*common, *row, "--max-update", str(total), "--save-dir", str(save_dir), *extra]
+
+
 def fairseq_train_child(argv):
     """Child mode: fairseq-train with `argv`, then one line with the CUDA peak (when on CUDA)."""
     import torch
@@ -174,8 +241,8 @@ def main():
     p.add_argument("--rows", default="preln,bn,pnv,pn", help="rows to train, comma-separated; --baseline is added")
     p.add_argument("--baseline", default=BASELINE, help="the LayerNorm row the others are compared with (preln; "
                                                        "the language-model rows: postln, the BERT rows: preln-nowarmup)")
-    p.add_argument("--task", default="translation_pn", help="fairseq task of the rows (translation_pn; "
-                                                           "language_modeling_pn for configs/lm-multi30k)")
+    p.add_argument("--task", help="fairseq task of the rows (default translation_pn; language_modeling_pn for "
+                                  "configs/lm-multi30k; the BERT rows name theirs, masked_lm_pn)")
     p.add_argument("--rounds", type=int, default=3, help="runs per model, interleaved (3)")
     p.add_argument("--warmup", type=int, default=10, help="updates at the start of each run left out of words/s (10)")
     p.add_argument("--updates", type=int, default=30, help="updates measured per run, after the warm-up (30)")
@@ -201,22 +268,26 @@ def main():
     if cuda and not torch.cuda.is_available():
         raise SystemExit("bench_train: --device cuda but torch sees no GPU: "
                          "install a CUDA build of torch, or use --device cpu")
-    data = (a.data or default_data()).resolve()
+    data = (a.data or default_data(a.configs, a.baseline)).resolve()
     log_dir = (a.log_dir or Path(tempfile.mkdtemp(prefix="bench_train."))).resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
 
     variants = {row: row_args(a.configs, row) for row in rows}
+    row_task = flag_value(variants[a.baseline], "--task")  # the BERT rows carry their driver's task
+    if row_task and a.task and a.task != row_task:
+        p.error(f"--task {a.task}, but the rows of {a.configs} train task {row_task}: drop --task")
+    task = [] if row_task else ["--task", a.task or "translation_pn"]
     if a.eager:
         if has_flag("--norm-impl"):
-            for row in [r for r in rows if r in BATCH_STAT_ROWS]:
+            for row in [r for r in rows if norm_of(r) in BATCH_STAT_ROWS]:
                 variants[f"{row}+eager"] = variants[row] + ["--norm-impl", "eager"]
         else:
             print("note: --eager skipped: this checkout's model has no --norm-impl flag "
                   "(fairseq-train --user-dir pn_fairseq --arch transformer_pn -h lists none)")
 
     total = a.warmup + a.updates
-    common = [str(data), "--user-dir", str(REPO / "pn_fairseq"), "--task", a.task, "--seed", "1",
-              "--max-update", str(total), "--log-format", "json", "--log-interval", "1", "--no-progress-bar",
+    common = [str(data), "--user-dir", str(REPO / "pn_fairseq"), *task, "--seed", "1",
+              "--log-format", "json", "--log-interval", "1", "--no-progress-bar",
               "--disable-validation", "--no-save"] + ([] if cuda else ["--cpu"])
     extra = shlex.split(a.extra)
     env = dict(os.environ)
@@ -238,8 +309,8 @@ def main():
             run_dir.mkdir(exist_ok=True)
             # --save-dir inside the run's directory: fairseq-train touches it even with --no-save,
             # and must never resume from (or write into) a real checkpoint directory.
-            cmd = [sys.executable, str(SELF), CHILD_FLAG, *common, *variants[label],
-                   "--save-dir", str(run_dir / "ckpt"), *extra]
+            cmd = [sys.executable, str(SELF), CHILD_FLAG,
+                   *child_args(common, variants[label], total, run_dir / "ckpt", extra)]
             t0 = time.monotonic()
             lines, rss = run_child(label, cmd, run_dir / "train.log", total, env)
             try:

@@ -21,19 +21,9 @@ TAG="[$DATASET/$ROW]"
 log() { echo "$TAG $*" >&2; }
 die() { echo "$TAG error: $*" >&2; exit 1; }
 
-# recipe FLAG [VALUE...] '# SOURCE': one fairseq-train setting and where its value comes from.
-TRAIN_ARGS=() RECIPE=()
-recipe() {
-  local source=${*: -1}
-  [[ $# -ge 2 && $source == '#'* ]] || die "recipe $*: the last argument must be its source ('# ...')"
-  TRAIN_ARGS+=("${@:1:$#-1}")
-  local value shown=""
-  for value in "${@:1:$#-1}"; do
-    [[ $value =~ ^[A-Za-z0-9_.,:/+=-]+$ ]] || value=${value@Q}
-    shown+="${shown:+ }$value"
-  done
-  RECIPE+=("$shown	$source")
-}
+# recipe, MLM_TASK_ARGS, mlm_schedule: what bench/bench_train.py shares with this driver.
+# shellcheck source=recipe_lib.sh
+source "$REPO/scripts/recipe_lib.sh"
 
 # shellcheck source=lm_row_lib.sh
 source "$REPO/scripts/lm_row_lib.sh"
@@ -52,7 +42,7 @@ positive VALIDATE_INTERVAL "$VALIDATE_INTERVAL" 100
 positive LOG_INTERVAL "$LOG_INTERVAL" 50
 switch CPU "$CPU" "trains on the CPU"
 switch DRY_RUN "$DRY_RUN" "prints the recipe and the commands and runs none"
-[[ $WARMUP_PERCENT =~ ^[0-9]+$ ]] || die "$CONF_DIR/$ROW.conf: WARMUP_PERCENT=$WARMUP_PERCENT is not a whole percentage"
+mlm_check_warmup_percent
 
 lm_row_seeds "${BASH_SOURCE[0]}"
 SAVE_DIR=${SAVE_DIR:-$REPO/checkpoints/$DATASET/$ROW}
@@ -65,19 +55,12 @@ if [[ $DRY_RUN != 1 ]]; then
   command -v "$PYTHON" > /dev/null || die "PYTHON=$PYTHON is not a command: unset it to use the project's venv"
 fi
 
-# The schedule scaled to the run: warm-up WARMUP_PERCENT % of MAX_UPDATE (rounded, at least one
-# update when the percentage is not 0), linear decay to 0 at MAX_UPDATE.
-warmup=$(( (MAX_UPDATE * WARMUP_PERCENT + 50) / 100 ))
-(( WARMUP_PERCENT == 0 || warmup > 0 )) || warmup=1
-recipe --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE" "# MAX_UPDATE ($MAX_UPDATE_SOURCE): the linear decay reaches 0 at the last update"
-recipe --warmup-updates "$warmup" "# $WARMUP_PERCENT % of MAX_UPDATE ($WARMUP_SOURCE)"
-recipe --validate-interval-updates "$VALIDATE_INTERVAL" "# VALIDATE_INTERVAL ($VALIDATE_SOURCE)"
+mlm_schedule "$MAX_UPDATE" "$VALIDATE_INTERVAL"
 
 lm_row_traps
 cpu_flag=(); [[ $CPU == 1 ]] && cpu_flag=(--cpu)
 read -r -a extra <<< "$EXTRA_ARGS"
-# masked_lm_pn: fairseq's masked_lm whose dummy batches leave the norms' statistics alone.
-train_cmd=(fairseq-train "$DATA" --user-dir "$REPO/pn_fairseq" --task masked_lm_pn --criterion masked_lm
+train_cmd=(fairseq-train "$DATA" --user-dir "$REPO/pn_fairseq" "${MLM_TASK_ARGS[@]}"
   "${TRAIN_ARGS[@]}" --save-dir "$SAVE_DIR" --seed "$SEED" --log-format json --log-interval "$LOG_INTERVAL"
   --no-progress-bar "${cpu_flag[@]}" "${extra[@]}")
 signature=$(show "${train_cmd[@]}")

@@ -106,3 +106,78 @@ def test_language_model_rows_are_the_lm_driver_models(tmp_path):
 ])
 def test_targets_follow_the_norm_of_a_placement_row_name(label, ratio, expected):
     assert bench_train.verdict(label, ratio) == expected
+
+
+BERT = REPO / "configs" / "bert-multi30k"
+# The driver's environment knobs that change its command; a dry run without them is the row's default run.
+DRIVER_ENV = ("MAX_UPDATE", "VALIDATE_INTERVAL", "SEED", "SEEDS", "EXTRA_ARGS", "CPU", "LOG_INTERVAL", "DATA")
+
+
+def mlm_dry_run(row, save_dir):
+    """The fairseq-train command `DRY_RUN=1 bash scripts/bert-multi30k/<row>.sh` prints, as words."""
+    env = {k: v for k, v in os.environ.items() if k not in DRIVER_ENV}
+    dry = subprocess.run(["bash", str(REPO / "scripts" / "bert-multi30k" / f"{row}.sh")], capture_output=True,
+                         text=True, env={**env, "DRY_RUN": "1", "SAVE_DIR": str(save_dir)}, check=True)
+    line = next(line for line in dry.stdout.splitlines() if line.startswith("fairseq-train "))
+    return shlex.split(line.split(" 2>&1 | tee")[0])
+
+
+@pytest.mark.parametrize("row", ["preln-pn", "preln-nowarmup", "postln-warmup"])
+def test_bert_rows_are_the_mlm_driver_models(tmp_path, row):
+    """configs/bert-multi30k (recipe): the arguments of scripts/run_mlm_row.sh's training command,
+    from --task up to --save-dir, which the driver puts after the row's settings."""
+    args = bench_train.row_args(BERT, row)
+    train_cmd = mlm_dry_run(row, tmp_path / row)
+    assert train_cmd[train_cmd.index("--task"):train_cmd.index("--save-dir")] == args
+    # The flags a speed run depends on, against the values in configs/bert-multi30k: masked LM,
+    # the model, the batch, and the full run's linear schedule (1,200 updates; postln warms up 1%).
+    flags = {f: bench_train.flag_value(args, f) for f in ("--task", "--criterion", "--arch", "--max-tokens",
+                                                          "--total-num-update", "--warmup-updates", "--adam-betas")}
+    assert flags == {"--task": "masked_lm_pn", "--criterion": "masked_lm",
+                     "--arch": "roberta_pn_small" if row.startswith("postln") else "roberta_pn_prenorm_small",
+                     "--max-tokens": "4096", "--total-num-update": "1200",
+                     "--warmup-updates": "12" if row == "postln-warmup" else "0", "--adam-betas": "(0.9, 0.999)"}
+    assert bench_train.flag_value(args, "--norm-type") == ("power" if row == "preln-pn" else None)
+
+
+def test_bench_run_keeps_the_rows_schedule_but_stops_early(tmp_path):
+    """The bench's --max-update wins over the row's 1,200; --total-num-update stays the row's, so the
+    LR of the measured updates is the full run's."""
+    cmd = bench_train.child_args(["data", "--seed", "1"], bench_train.row_args(BERT, "preln-pn"), 13,
+                                 tmp_path / "ckpt", ["--fp16"])
+    assert bench_train.flag_value(cmd, "--max-update") == "13"
+    assert bench_train.flag_value(cmd, "--total-num-update") == "1200"
+    assert cmd[-3:] == ["--save-dir", str(tmp_path / "ckpt"), "--fp16"]  # --extra last
+
+
+def test_bert_unknown_row_is_a_one_line_error():
+    with pytest.raises(SystemExit) as e:
+        bench_train.row_args(BERT, "preln-rms")
+    message = str(e.value)
+    assert "\n" not in message
+    assert "unknown row 'preln-rms'" in message
+    assert "preln-nowarmup preln-pn preln-pnv" in message  # the rows there, sorted
+
+
+def test_a_bad_recipe_is_the_drivers_error(tmp_path):
+    """recipe comes from scripts/recipe_lib.sh, as in the driver: its check of the source comment too."""
+    (tmp_path / "common.conf").write_text("DEFAULT_MAX_UPDATE=10\nDEFAULT_VALIDATE_INTERVAL=5\n")
+    (tmp_path / "x.conf").write_text("recipe --arch roberta_pn_small\nWARMUP_PERCENT=0\n")
+    with pytest.raises(SystemExit, match=r"recipe --arch roberta_pn_small: the last argument must be its source"):
+        bench_train.row_args(tmp_path, "x")
+    (tmp_path / "x.conf").write_text("recipe --arch roberta_pn_small '# why'\nWARMUP_PERCENT=half\n")
+    with pytest.raises(SystemExit, match=r"x.conf: WARMUP_PERCENT=half is not a whole percentage"):
+        bench_train.row_args(tmp_path, "x")
+
+
+def test_default_data_of_a_monolingual_set(tmp_path):
+    (tmp_path / "common.conf").write_text("DATASET_DIR=no-such-data.en\nDATA_PREP=no-such\n")
+    (tmp_path / "x.conf").write_text("ARCH=a\n")
+    with pytest.raises(SystemExit, match=r"no binarized data at .*data-bin/no-such-data.en: run "
+                                         r"`bash data-prep/prepare-no-such.sh`, or pass --data DIR"):
+        bench_train.default_data(tmp_path, "x")
+
+
+def test_eager_and_targets_follow_the_norm():
+    assert [bench_train.norm_of(r) for r in ("preln-bn", "preln-pnv", "preln-pn", "preln-nowarmup", "pn",
+                                             "pn-nogroup", "pn+eager")] == ["bn", "pnv", "pn", None, "pn", None, None]
