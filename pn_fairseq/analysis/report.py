@@ -3,7 +3,9 @@
 Gathers what exists under a directory: every ``results.json`` (one table), the seeds and
 paired-bootstrap tables ``pn-results`` prints for them (the same code: :func:`seeds_and_significance`),
 for language-model rows (``results-lm.json``) the perplexity tables ``pn-results`` prints and the
-validation perplexity against updates ``pn-plot --valid-ppl`` draws (:func:`language_models`), the
+validation perplexity against updates ``pn-plot --valid-ppl`` draws (:func:`language_models`), for
+masked-LM rows (``results-mlm.json``) the validation-loss tables and figure of ``pn-results`` and
+``pn-plot --valid-mlm`` (:func:`masked_language_models`), the
 loss curves of every run's ``train.log`` (drawn by the caller into one PNG, each run in its
 row's colour) and every PNG found. Images are embedded as base64 data URIs and the style is
 inline, so the page is one file that opens anywhere, offline.
@@ -16,6 +18,7 @@ import io
 import os
 
 from pn_fairseq.evaluation.lm_results import FILENAME as LM_RESULTS
+from pn_fairseq.evaluation.mlm_results import FILENAME as MLM_RESULTS
 
 from . import AnalysisError
 from .logs import loss_curves
@@ -66,12 +69,17 @@ def gather(root, exclude=()):
                 found["figures"].append(path)
         if LM_RESULTS in names:
             found["lm_results"] = True
-    if not (found["results"] or found["logs"] or found["figures"] or found.get("lm_results")):
+        if MLM_RESULTS in names:
+            found["mlm_results"] = True
+    if not (found["results"] or found["logs"] or found["figures"] or found.get("lm_results")
+            or found.get("mlm_results")):
         raise AnalysisError(f"{root}: nothing to report (no results.json, train.log or *.png below it)")
     if found["results"]:
         found["sections"], found["comparisons"] = seeds_and_significance(root, found["warnings"])
     if found.pop("lm_results", False):
         found["lm"] = language_models(root, found["warnings"])
+    if found.pop("mlm_results", False):
+        found["mlm"] = masked_language_models(root, found["warnings"])
     return found
 
 
@@ -91,6 +99,22 @@ def language_models(root, warnings):
     return {"sections": lm_tables.sections(groups, comparisons), "comparisons": comparisons,
             "valid_curves": lm_tables.valid_curves(groups), "ppl_per_row": lm_tables.ppl_per_row(groups),
             "n_runs": sum(g.n for g in groups.values())}
+
+
+def masked_language_models(root, warnings):
+    """What ``pn-results ROOT`` prints of the masked-LM runs (against its default reference row) and
+    the numbers ``pn-plot --valid-mlm`` draws: ``{"sections": [Section], "reach": {dataset: report},
+    "figure": {dataset: ...}, "n_runs"}``, or None with a warning when the results cannot be read."""
+    from pn_fairseq.evaluation import mlm_tables
+
+    try:
+        groups, _ = mlm_tables.collect([root])
+    except (OSError, mlm_tables.MLMResultsError) as err:
+        warnings.append(f"masked-LM tables left out: {err}")
+        return None
+    reports = mlm_tables.reach_all(groups)
+    return {"sections": mlm_tables.sections(groups, reports), "reach": reports,
+            "figure": mlm_tables.figure_data(groups, reports), "n_runs": sum(g.n for g in groups.values())}
 
 
 def seeds_and_significance(root, warnings):
@@ -157,6 +181,9 @@ def numbers(root, found, curves):
             "sections": [dataclasses.asdict(s) for s in found["lm"]["sections"]],
             "comparisons": found["lm"]["comparisons"], "valid_curves": found["lm"]["valid_curves"],
             "ppl_per_row": found["lm"]["ppl_per_row"]},
+        "masked_language_models": None if not found.get("mlm") else {
+            "sections": [dataclasses.asdict(s) for s in found["mlm"]["sections"]],
+            "reach": found["mlm"]["reach"], "figure": found["mlm"]["figure"]},
     }
 
 
@@ -184,6 +211,21 @@ def _language_models_html(lm):
                      "<figcaption>Validation perplexity against updates (as <code>pn-plot --valid-ppl</code> draws "
                      "it): a line per row, the mean over its seeds with a min-max band; lower is better."
                      "</figcaption></figure>")
+    return "\n".join(parts)
+
+
+def _masked_lm_html(mlm):
+    from pn_fairseq.evaluation.curves import valid_mlm_figure
+
+    parts = ['<h2 id="masked-language-models">Masked language models: validation loss (lower is better)</h2>',
+             "<p>As <code>pn-results</code> prints them for the results-mlm.json files here.</p>"]
+    parts += [_section_html(section) for section in mlm["sections"]]
+    if mlm["figure"]:
+        uri = _figure_uri(valid_mlm_figure(mlm["figure"]))
+        parts.append(f'<figure><img alt="validation masked-LM loss" src="{uri}">'
+                     "<figcaption>Validation masked-LM loss against updates (as <code>pn-plot --valid-mlm</code> "
+                     "draws it): a line per row, the mean over its seeds with a min-max band; dashed: the reference "
+                     "row's final loss, a star where each row reaches it.</figcaption></figure>")
     return "\n".join(parts)
 
 
@@ -229,6 +271,7 @@ def render(root, found, loss_figure=None):
              f"<p>Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by <code>pn-analyze report</code>: "
              f"{len(found['results'])} result(s), "
              + (f"{found['lm']['n_runs']} language-model result(s), " if found.get("lm") else "")
+             + (f"{found['mlm']['n_runs']} masked-LM result(s), " if found.get("mlm") else "")
              + f"{len(found['logs'])} training log(s), "
              f"{len(found['figures'])} figure(s).</p>"]
     parts.append("<h2>Results</h2>")
@@ -239,7 +282,8 @@ def render(root, found, loss_figure=None):
             parts.append("<tr>" + "".join(f"<td>{_cell(row[k])}</td>" for k, _ in TABLE_COLUMNS) + "</tr>")
         parts.append("</table>")
     else:
-        parts.append("<p>No results.json found" + (" (language-model results below)" if found.get("lm") else "")
+        parts.append("<p>No results.json found"
+                     + (" (language-model results below)" if found.get("lm") or found.get("mlm") else "")
                      + ".</p>")
     for warning in found["warnings"]:
         parts.append(f'<p class="warn">{html.escape(warning)}</p>')
@@ -253,6 +297,8 @@ def render(root, found, loss_figure=None):
                          "(none in a dataset, or no texts beside results.json).</p>")
     if found.get("lm"):
         parts.append(_language_models_html(found["lm"]))
+    if found.get("mlm"):
+        parts.append(_masked_lm_html(found["mlm"]))
     parts.append("<h2>Loss curves</h2>")
     if loss_figure:
         parts.append(f'<figure><img alt="loss curves" src="{_data_uri(loss_figure)}">'

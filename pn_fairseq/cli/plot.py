@@ -2,12 +2,15 @@
 (``--bleu``) BLEU per row with each seed as a point and the mean with its 95% interval; for
 language-model rows (``results-lm.json``), ``--ppl``: test perplexity per row drawn the same way
 (lower is better), ``--valid-ppl``: validation perplexity against updates, a line per row (the
-mean over seeds, a min-max band).
+mean over seeds, a min-max band); for masked-LM rows (``results-mlm.json``), ``--valid-mlm``:
+validation loss against updates as the Pre-LN paper's Figure 5(a), with the reference row's final
+loss (``--mlm-reference``) dashed and a marker where each row reaches it.
 
 Reads each run's ``train.log`` (fairseq's json or simple log format): :mod:`pn_fairseq.evaluation.curves`;
 ``--bleu`` reads results.json files as ``pn-results`` does (:mod:`pn_fairseq.evaluation.results`);
 ``--ppl`` / ``--valid-ppl`` read results-lm.json files as ``pn-results`` does
-(:mod:`pn_fairseq.evaluation.lm_tables`) and write the plotted numbers beside the PNG
+(:mod:`pn_fairseq.evaluation.lm_tables`), ``--valid-mlm`` results-mlm.json files
+(:mod:`pn_fairseq.evaluation.mlm_tables`); these write the plotted numbers beside the PNG
 (``PLOT.json`` for ``PLOT.png``).
 """
 import argparse
@@ -17,10 +20,11 @@ import sys
 
 from pn_common.atomic import write_text_atomic
 from pn_fairseq.cli import quiet_library_logging, seed_list
-from pn_fairseq.evaluation import lm_tables
+from pn_fairseq.evaluation import lm_tables, mlm_tables
 from pn_fairseq.evaluation.curves import (LogError, parse_validation_log, plot_bleu_per_row, plot_figure, plot_runs,
-                                          ppl_figure, run_log_path, valid_ppl_figure)
+                                          ppl_figure, run_log_path, valid_mlm_figure, valid_ppl_figure)
 from pn_fairseq.evaluation.lm_results import LMResultsError
+from pn_fairseq.evaluation.mlm_results import MLMResultsError
 from pn_fairseq.evaluation.results import ResultsError, bleu_per_row, collect
 
 
@@ -58,6 +62,13 @@ def build_parser():
     what.add_argument("--valid-ppl", nargs="+", metavar="PATH",
                       help="validation perplexity against updates of language-model runs, a line per row "
                       "(mean over seeds, min-max band): results-lm.json files or directories; numbers to PLOT.json")
+    what.add_argument("--valid-mlm", nargs="+", metavar="PATH",
+                      help="validation loss (nats) against updates of masked-LM runs, a line per row, the reference "
+                      "row's final loss dashed, a marker where each row reaches it (Pre-LN paper Figure 5(a)): "
+                      "results-mlm.json files or directories; numbers to PLOT.json")
+    parser.add_argument("--mlm-reference", metavar="ROW",
+                        help=f"with --valid-mlm: the row whose final loss is drawn (default: "
+                        f"{mlm_tables.DEFAULT_REFERENCE})")
     parser.add_argument("--seeds", type=seed_list, default=(), metavar="1,2,3",
                         help="with --bleu or --ppl: the seeds every row should have; a row without one is drawn "
                         "as partial (default: the seeds any row of the dataset has)")
@@ -77,6 +88,8 @@ def main(argv=None):
         return _plot_bleu(args)
     if args.ppl or args.valid_ppl:
         return _plot_lm(args)
+    if args.valid_mlm:
+        return _plot_mlm(args)
     curves, rows = {}, {}
     try:
         for name, directory in args.runs:
@@ -140,6 +153,35 @@ def _plot_lm(args):
     what = "test perplexity per row" if args.ppl else "validation perplexity against updates"
     write_text_atomic(sidecar_path(args.output), json.dumps({"plot": what, "lower_is_better": True, "datasets": data},
                                                             indent=1) + "\n")
+    print(f"wrote {args.output} and {sidecar_path(args.output)}")
+    return 0
+
+
+def _plot_mlm(args):
+    reference = args.mlm_reference or mlm_tables.DEFAULT_REFERENCE
+    try:
+        groups, _ = mlm_tables.collect(args.valid_mlm)
+        rows = sorted({row for row, _ in groups})
+        if args.mlm_reference is not None and args.mlm_reference not in rows:
+            raise MLMResultsError(f"--mlm-reference: no results-mlm.json of row '{args.mlm_reference}' under "
+                                  f"{' '.join(args.valid_mlm)} (rows there: {', '.join(rows) or 'none'})")
+        reports = mlm_tables.reach_all(groups, reference)
+        data = mlm_tables.figure_data(groups, reports)
+        for dataset, entry in data.items():
+            for note in reports[dataset]["notes"]:
+                print(f"{dataset}: note: {note}")
+            for line in entry["lines"]:
+                reached = "" if line["reached_at"] is None else \
+                    f", reaches {reference}'s final loss at update {line['reached_at']:.0f}"
+                print(f"{dataset} {line['row']}: {len(line['seeds'])} seed(s), {len(line['updates'])} validations, "
+                      f"last mean validation loss {line['loss'][-1]:.3f} at update {line['updates'][-1]}{reached}")
+        fig = valid_mlm_figure(data, args.title)
+    except (OSError, MLMResultsError, LogError) as err:
+        raise SystemExit(f"pn-plot: error: {err}") from None
+    plot_figure(fig, args.output)
+    write_text_atomic(sidecar_path(args.output), json.dumps(
+        {"plot": "validation masked-LM loss against updates", "unit": "nats per masked token", "lower_is_better": True,
+         "reference": reference, "datasets": data}, indent=1) + "\n")
     print(f"wrote {args.output} and {sidecar_path(args.output)}")
     return 0
 

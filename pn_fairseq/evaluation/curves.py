@@ -2,7 +2,9 @@
 the BLEU-per-row figure (:func:`plot_bleu_per_row`, its numbers from
 :func:`pn_fairseq.evaluation.results.bleu_per_row`); for language models, test perplexity per row
 (:func:`ppl_figure`) and validation perplexity against updates (:func:`valid_ppl_figure`), their
-numbers from :mod:`pn_fairseq.evaluation.lm_tables`.
+numbers from :mod:`pn_fairseq.evaluation.lm_tables`; for masked LMs, validation loss against updates
+(:func:`valid_mlm_figure`, the Pre-LN paper's Figure 5(a)), its numbers from
+:mod:`pn_fairseq.evaluation.mlm_tables`.
 
 The library of ``pn-plot`` (:mod:`pn_fairseq.cli.plot`).
 
@@ -225,6 +227,55 @@ def valid_ppl_figure(per_dataset, title=None):
         ax.set_ylabel("validation perplexity (lower is better, log scale)")
         ax.set_title(f"{title}: {dataset}" if title else dataset)
         ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def valid_mlm_figure(per_dataset, title=None):
+    """Validation masked-LM loss (nats) against updates, as the Pre-LN paper's Figure 5(a): one
+    panel per dataset, one line per row (the mean over seeds, a min-max band behind it), a dashed
+    horizontal line at the reference row's final loss, a star on it where each row gets there (the
+    mean over its seeds of the interpolated update) and a cross at the last point of a seed's curve
+    where it diverged. Linear axes: the paper's.
+
+    ``per_dataset``: :func:`pn_fairseq.evaluation.mlm_tables.figure_data`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not per_dataset:
+        raise LogError("no validation loss to plot (no results-mlm.json with a finite validation loss)")
+    n = len(per_dataset)
+    fig = Figure(figsize=(7 * n, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, (dataset, data) in enumerate(per_dataset.items()):
+        ax = fig.add_subplot(1, n, k + 1)
+        # Rows the palette does not know get hashed colours, which may coincide: markers tell them apart.
+        style = styles([line["row"] for line in data["lines"]])
+        target = data["target_loss_nats"]
+        for line in data["lines"]:
+            color, seeds = style[line["row"]]["color"], len(line["seeds"])
+            label = line["row"] + (f" (mean of {seeds} seeds, min-max band)" if seeds > 1 else " (1 seed)")
+            ax.fill_between(line["updates"], line["min"], line["max"], color=color, alpha=0.2, lw=0)
+            ax.plot(line["updates"], line["loss"], color=color, marker=style[line["row"]]["marker"] or "o", ms=3,
+                    label=label)
+            for values in line["values"]:
+                points = [(u, v) for u, v in zip(line["updates"], values) if v is not None]
+                if line["diverged_at"] and points:
+                    ax.scatter(*points[-1], marker="x", s=60, color=color, zorder=4)
+            if target is not None and line["reached_at"] is not None:
+                ax.scatter([line["reached_at"]], [target], marker="*", s=140, color=color, edgecolors="black",
+                           linewidths=0.5, zorder=5)
+        if target is not None:
+            ax.axhline(target, color="black", linestyle="--", linewidth=1,
+                       label=f"{data['reference']}'s final loss ({target:.3f}); a star where a row reaches it")
+        if any(line["diverged_at"] for line in data["lines"]):
+            ax.scatter([], [], marker="x", color="grey", label="last validation before a divergence")
+        ax.set_xlabel("updates")
+        ax.set_ylabel("validation loss (nats per masked token)")
+        ax.set_title(f"{title}: {dataset}" if title else dataset)
+        ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()
     return fig

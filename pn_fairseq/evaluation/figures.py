@@ -41,6 +41,12 @@ ROW_COLORS.update({
     "preln-nowarmup": "#6baed6", "preln-warmup4k": "#08519c", "preln-radam": "#08306b",
     "preln-lr7e-4-nowarmup": "#9ecae1", "preln-lr1.5e-3-nowarmup": "#4292c6",
 })
+# The BERT rows (configs/bert-multi30k): post-LN oranges, the pre-norm BN / PN-V / PN darker shades of
+# bn's, pnv's and pn's hues (preln-nowarmup is above).
+ROW_COLORS.update({
+    "postln-warmup": "#e6550d", "postln-lr3e-4": "#7f3b08",
+    "preln-bn": "#006d2c", "preln-pnv": "#54278f", "preln-pn": "#a50f15",
+})
 # For labels that name no row: none of these is in ROW_COLORS.
 FALLBACK = ("#31a354", "#756bb1", "#7b4173", "#a55194", "#ce6dbd", "#636363", "#74c476", "#9e9ac8",
             "#843c39", "#ad494a", "#5254a3", "#b5cf6b")

@@ -64,6 +64,7 @@ from typing import List, Optional
 
 from pn_common.atomic import write_text_atomic
 from pn_fairseq.evaluation.lm_results import FILENAME as LM_RESULTS
+from pn_fairseq.evaluation.mlm_results import FILENAME as MLM_RESULTS
 from pn_fairseq.evaluation.scoring import PAPER_BLEU
 from pn_fairseq.evaluation.significance import format_delta, format_interval, format_p
 
@@ -179,7 +180,9 @@ def load_result(path):
 def _walk(paths):
     """results.json files under ``paths``, and run directories without one (unfinished runs).
     A language-model run's ``results-lm.json`` (:mod:`pn_fairseq.evaluation.lm_tables` reads it)
-    is a finished run, not an unfinished one, and is no results.json."""
+    or masked-LM run's ``results-mlm.json`` (:mod:`pn_fairseq.evaluation.mlm_tables`) is a finished
+    run, not an unfinished one, and is no results.json."""
+    others = (LM_RESULTS, MLM_RESULTS)
     files, unfinished = [], []
     for path in paths:
         if os.path.isdir(path):
@@ -187,10 +190,10 @@ def _walk(paths):
                 dirs.sort()
                 if "results.json" in names:
                     files.append(os.path.join(root, "results.json"))
-                elif LM_RESULTS not in names and any(name in names for name in _RUN_MARKERS):
+                elif not any(name in names for name in others) and any(name in names for name in _RUN_MARKERS):
                     unfinished.append(root)
         elif os.path.isfile(path):
-            if os.path.basename(path) != LM_RESULTS:
+            if os.path.basename(path) not in others:
                 files.append(path)
         else:
             raise ResultsError(f"{path}: no such file or directory")
