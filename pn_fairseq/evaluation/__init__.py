@@ -9,6 +9,9 @@
 - :mod:`.figures`: one colour per row in every figure, BLEU axes from 0;
 - :mod:`.lm_results`: the language-model rows' ``results-lm.json`` (written, read back checked);
 - :mod:`.lm_tables`: their perplexity tables, comparison with a baseline row over seeds, plot data.
+- :mod:`.lm_bootstrap`: paired bootstrap of LM rows over test blocks (per-block losses);
+- :mod:`.mlm_results`, :mod:`.mlm_tables`: the masked-LM rows' ``results-mlm.json`` and their
+  validation-loss tables and curves (updates to reach a reference row's final loss).
 
 May import :mod:`pn_common`, :mod:`pn_fairseq.hooks` and :mod:`pn_fairseq.checkpoints`; never
 norms or models (a finished run is read from its files), analysis or the command-line tools.
