@@ -129,6 +129,13 @@ def sidecar_path(output):
     return os.path.splitext(output)[0] + ".json"
 
 
+def _write_with_sidecar(fig, output, numbers):
+    """``fig`` into the PNG ``output`` and ``numbers`` (what it draws) into its :func:`sidecar_path`."""
+    plot_figure(fig, output)
+    write_text_atomic(sidecar_path(output), json.dumps(numbers, indent=1) + "\n")
+    print(f"wrote {output} and {sidecar_path(output)}")
+
+
 def _plot_lm(args):
     try:
         groups, _ = lm_tables.collect(args.ppl or args.valid_ppl, seeds=args.seeds)
@@ -149,11 +156,8 @@ def _plot_lm(args):
             fig = valid_ppl_figure(data, args.title)
     except (OSError, LMResultsError, LogError) as err:
         raise SystemExit(f"pn-plot: error: {err}") from None
-    plot_figure(fig, args.output)
     what = "test perplexity per row" if args.ppl else "validation perplexity against updates"
-    write_text_atomic(sidecar_path(args.output), json.dumps({"plot": what, "lower_is_better": True, "datasets": data},
-                                                            indent=1) + "\n")
-    print(f"wrote {args.output} and {sidecar_path(args.output)}")
+    _write_with_sidecar(fig, args.output, {"plot": what, "lower_is_better": True, "datasets": data})
     return 0
 
 
@@ -178,11 +182,9 @@ def _plot_mlm(args):
         fig = valid_mlm_figure(data, args.title)
     except (OSError, MLMResultsError, LogError) as err:
         raise SystemExit(f"pn-plot: error: {err}") from None
-    plot_figure(fig, args.output)
-    write_text_atomic(sidecar_path(args.output), json.dumps(
-        {"plot": "validation masked-LM loss against updates", "unit": "nats per masked token", "lower_is_better": True,
-         "reference": reference, "datasets": data}, indent=1) + "\n")
-    print(f"wrote {args.output} and {sidecar_path(args.output)}")
+    _write_with_sidecar(fig, args.output, {"plot": "validation masked-LM loss against updates",
+                                           "unit": "nats per masked token", "lower_is_better": True,
+                                           "reference": reference, "datasets": data})
     return 0
 
 

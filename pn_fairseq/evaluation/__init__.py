@@ -12,6 +12,8 @@
 - :mod:`.lm_bootstrap`: paired bootstrap of LM rows over test blocks (per-block losses);
 - :mod:`.mlm_results`, :mod:`.mlm_tables`: the masked-LM rows' ``results-mlm.json`` and their
   validation-loss tables and curves (updates to reach a reference row's final loss).
+- :mod:`.seed_groups`: what lm_tables and mlm_tables share: finding their results files, grouping
+  seeds (unfinished and missing ones), per-seed curves.
 
 May import :mod:`pn_common`, :mod:`pn_fairseq.hooks` and :mod:`pn_fairseq.checkpoints`; never
 norms or models (a finished run is read from its files), analysis or the command-line tools.

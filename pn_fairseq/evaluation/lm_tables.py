@@ -3,9 +3,10 @@
 
 A results-lm.json (schema: :mod:`pn_fairseq.evaluation.lm_results`) holds one seed of one row on
 one dataset (``lm-multi30k``, ``ptb``, ``wikitext103``). Runs of the same row and dataset are
-grouped (:class:`LMGroup`), as :mod:`pn_fairseq.evaluation.results` groups BLEU runs: a seed other
-rows of the dataset have (or ``--seeds`` names) is *missing* from a row without it, a ``seed<k>``
-directory beside finished seeds without results-lm.json is *unfinished*; neither is averaged in.
+grouped (:class:`LMGroup`, by :mod:`pn_fairseq.evaluation.seed_groups`), as
+:mod:`pn_fairseq.evaluation.results` groups BLEU runs: a seed other rows of the dataset have (or
+``--seeds`` names) is *missing* from a row without it, a ``seed<k>`` directory beside finished
+seeds without results-lm.json is *unfinished*; neither is averaged in.
 
 The perplexity table (:func:`perplexity_section`): per row, test perplexity mean ± standard
 deviation (n - 1) over seeds and each seed's, the paper's where ``paper_ppl`` is set, the
@@ -22,22 +23,19 @@ where both runs of every pair carry per-block test losses (``test_blocks``, from
 (:mod:`pn_fairseq.evaluation.lm_bootstrap`) adds the test-set sampling interval and p, per pair
 and pooled over the pairs, as the BLEU rows get.
 
-May import :mod:`pn_fairseq.evaluation.results` (its Section, row order and seed conventions);
-never norms, models or analysis.
+May import :mod:`pn_fairseq.evaluation.results` (its Section, row order and seed conventions) and
+:mod:`pn_fairseq.evaluation.seed_groups`; never norms, models or analysis.
 """
-import dataclasses
 import math
 import os
-import re
 import statistics
-from typing import List
 
+from pn_fairseq.evaluation import seed_groups
 from pn_fairseq.evaluation.lm_bootstrap import BlockMismatch, paired_block_bootstrap, pooled_block_bootstrap
 from pn_fairseq.evaluation.lm_results import FILENAME, LMResultsError, load
-from pn_fairseq.evaluation.results import MISSING, ROWS, Section, SeedStats, t_interval
+from pn_fairseq.evaluation.results import MISSING, ROWS, Section, t_interval
 
 DATASETS = {"lm-multi30k": "Multi30k LM", "ptb": "PTB", "wikitext103": "WikiText-103", "wikitext2": "WikiText-2"}
-_SEED_DIR_RE = re.compile(r"seed(\d+)")
 
 
 def dataset_name(dataset):
@@ -46,27 +44,11 @@ def dataset_name(dataset):
 
 def _row_order(row):
     # The BLEU table's order (PowerNorm's Table 1 first), then rows it does not know, by name.
-    return (list(ROWS).index(row), "") if row in ROWS else (len(ROWS), row)
+    return seed_groups.listed_order(ROWS, row)
 
 
-def _dataset_order(dataset):
-    return (list(DATASETS).index(dataset), "") if dataset in DATASETS else (len(DATASETS), dataset)
-
-
-@dataclasses.dataclass
-class LMRun:
+class LMRun(seed_groups.SeedRun):
     """One finished seed: its results-lm.json and contents."""
-
-    path: str
-    result: dict
-
-    @property
-    def seed(self):
-        return self.result["seed"]
-
-    @property
-    def run_dir(self):
-        return os.path.dirname(os.path.abspath(self.path))
 
     @property
     def last_valid(self):
@@ -75,15 +57,8 @@ class LMRun:
         return (valid["updates"][-1], valid["ppl"][-1]) if valid["updates"] else None
 
 
-@dataclasses.dataclass
-class LMGroup(SeedStats):
-    """The seeds of one row on one dataset."""
-
-    row: str
-    dataset: str
-    runs: List[LMRun] = dataclasses.field(default_factory=list)
-    unfinished: List[str] = dataclasses.field(default_factory=list)  # run directories
-    missing_seeds: List[int] = dataclasses.field(default_factory=list)
+class LMGroup(seed_groups.SeedGroup):
+    """The seeds of one row on one dataset (``runs``: :class:`LMRun`)."""
 
     @property
     def ppls(self):
@@ -99,74 +74,19 @@ class LMGroup(SeedStats):
 
 def find_files(paths):
     """The results-lm.json files under ``paths`` (directories searched; files named so taken)."""
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs.sort()
-                if FILENAME in names:
-                    files.append(os.path.join(root, FILENAME))
-        elif os.path.basename(path) == FILENAME:
-            files.append(path)
-    return files
+    return seed_groups.find_files(paths, FILENAME)
 
 
 def collect(paths, seeds=(), unfinished=()):
     """``({(row, dataset): LMGroup}, [the rest of unfinished])`` for the results-lm.json files under
-    ``paths``. ``seeds``: seeds every row is expected to have, besides those any row of its dataset
-    has. ``unfinished``: run directories without a result (:func:`pn_fairseq.evaluation.results.collect_runs`'
-    unclaimed :class:`~pn_fairseq.evaluation.results.Unfinished`); a ``seed<k>`` one beside a group's
-    finished seeds joins the group, the rest is returned. Two results for one row, dataset and seed
-    are an error."""
-    groups, seen = {}, {}
-    for path in find_files(paths):
-        run = LMRun(path, load(path))
-        key = (run.result["row"], run.result["dataset"])
-        if key + (run.seed,) in seen:
-            raise LMResultsError(f"{path}: a second result for row '{key[0]}' on '{key[1]}' seed {run.seed} "
-                                 f"(first: {seen[key + (run.seed,)]}); pass the runs to compare explicitly")
-        seen[key + (run.seed,)] = path
-        groups.setdefault(key, LMGroup(*key)).runs.append(run)
-    for group in groups.values():
-        group.runs.sort(key=lambda r: r.seed)
-    rest = _claim(groups, unfinished)
-    for dataset in {d for _, d in groups}:
-        members = [g for (_, d), g in groups.items() if d == dataset]
-        every = {s for g in members for s in g.seed_list() + [_dir_seed(u) for u in g.unfinished]} | set(seeds)
-        every.discard(None)
-        for g in members:
-            g.missing_seeds = sorted(every - set(g.seed_list()) - {_dir_seed(u) for u in g.unfinished})
-    return dict(sorted(groups.items(), key=lambda kv: (_dataset_order(kv[0][1]), _row_order(kv[0][0])))), rest
-
-
-def _dir_seed(run_dir):
-    match = _SEED_DIR_RE.fullmatch(os.path.basename(os.path.normpath(run_dir)))
-    return int(match.group(1)) if match else None
-
-
-def _claim(groups, unfinished):
-    by_parent = {}
-    for group in groups.values():
-        for run in group.runs:
-            if _dir_seed(run.run_dir) is not None:
-                by_parent.setdefault(os.path.dirname(run.run_dir), group)
-    rest = []
-    for item in unfinished:
-        run_dir = os.path.abspath(item.run_dir)
-        group = by_parent.get(os.path.dirname(run_dir)) if _dir_seed(run_dir) is not None else None
-        if group is None:
-            rest.append(item)
-        else:
-            group.unfinished.append(run_dir)
-    return rest
+    ``paths``, in table order: :func:`pn_fairseq.evaluation.seed_groups.collect` (``seeds``,
+    ``unfinished`` as there). Two results for one row, dataset and seed are an error."""
+    return seed_groups.collect(paths, FILENAME, lambda path: LMRun(path, load(path)), LMGroup, LMResultsError,
+                               DATASETS, _row_order, seeds, unfinished)
 
 
 def _datasets(groups):
-    return sorted({d for _, d in groups}, key=_dataset_order)
-
-
-def _members(groups, dataset):
-    return [g for (_, d), g in groups.items() if d == dataset]
+    return seed_groups.datasets_of(groups, DATASETS)
 
 
 def default_baseline(groups, dataset, preferred="preln"):
@@ -189,7 +109,7 @@ def compare_dataset(groups, dataset, baseline):
         report["notes"].append(f"no finished '{baseline}' run on {dataset}: no comparison")
         return report
     base_by_seed = {run.seed: run for run in base.runs}
-    for group in _members(groups, dataset):
+    for group in seed_groups.members(groups, dataset):
         if group.row == baseline or not group.runs:
             continue
         pairs = []
@@ -253,19 +173,12 @@ def compare_all(groups, baseline=None):
     return out
 
 
-def _mean_std_text(values, digits=2):
-    if not values:
-        return MISSING
-    text = f"{statistics.fmean(values):.{digits}f}"
-    return text + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
-
-
 def _valid_cell(runs):
     last = [(run.seed, run.last_valid) for run in runs]
     known = [v[1] for _, v in last if v is not None]
     if not known:
         return MISSING
-    return _mean_std_text(known) + " (" + ", ".join(
+    return seed_groups.mean_std_text(known, 2) + " (" + ", ".join(
         f"{seed}: {MISSING}" if v is None else f"{seed}: {v[1]:.2f} @ {v[0]}" for seed, v in last) + ")"
 
 
@@ -280,20 +193,13 @@ def perplexity_section(groups, dataset):
         "per token, end of sentence included); lower is better. Mean and standard deviation (n - 1) "
         "over the finished seeds; unfinished or missing seeds are not averaged in. Validation "
         "perplexity: exp of the validation loss (nats) at each seed's last validation in train.log.")
-    for g in _members(groups, dataset):
-        seeds = str(g.n) if g.complete else f"{g.n} of {g.expected}"
-        per_seed = [f"{run.seed}: {run.result['test_ppl']:.2f}" for run in g.runs]
-        per_seed += [f"{_dir_seed(u) if _dir_seed(u) is not None else '?'}: unfinished" for u in g.unfinished]
-        per_seed += [f"{s}: missing" for s in g.missing_seeds]
+    for g in seed_groups.members(groups, dataset):
+        per_seed = [f"{run.seed}: {run.result['test_ppl']:.2f}" for run in g.runs] + g.absent_cells()
         paper = MISSING if g.paper_ppl is None else f"{g.paper_ppl:g} ({g.mean - g.paper_ppl:+.2f})"
         checkpoints = ", ".join(sorted({os.path.basename(run.result["checkpoint"]) for run in g.runs}))
-        section.rows.append([g.row, seeds, _mean_std_text(g.ppls), ", ".join(per_seed), paper,
-                             _valid_cell(g.runs), checkpoints])
-        section.items += [f"{g.row} seed {_dir_seed(u) if _dir_seed(u) is not None else '?'}: unfinished "
-                          f"(no {FILENAME}): {u}" for u in g.unfinished]
-        if g.missing_seeds:
-            section.items.append(f"{g.row}: no run for seed(s) {', '.join(map(str, g.missing_seeds))} "
-                                 "(another row of this dataset has them, or --seeds names them)")
+        section.rows.append([g.row, g.seeds_cell(), seed_groups.mean_std_text(g.ppls, 2), ", ".join(per_seed),
+                             paper, _valid_cell(g.runs), checkpoints])
+        section.items += g.absent_items(FILENAME)
     return section
 
 
@@ -370,19 +276,8 @@ def valid_curves(groups):
     "updates", "mean", "lo", "hi", "n", "values"}]}``: at every update any seed validated, the mean,
     minimum and maximum over the seeds that have it (``n`` of them; ``values``: per seed, in
     ``seeds`` order, None where a seed lacks the update)."""
-    out = {}
-    for (row, dataset), g in groups.items():
-        per_seed = [dict(zip(run.result["valid"]["updates"], run.result["valid"]["ppl"])) for run in g.runs]
-        updates = sorted({u for points in per_seed for u in points})
-        if not updates:
-            continue
-        values = [[points.get(u) for points in per_seed] for u in updates]
-        have = [[v for v in vs if v is not None] for vs in values]
-        out.setdefault(dataset, []).append({
-            "row": row, "seeds": g.seed_list(), "updates": updates, "mean": [statistics.fmean(h) for h in have],
-            "lo": [min(h) for h in have], "hi": [max(h) for h in have], "n": [len(h) for h in have],
-            "values": [[vs[k] for vs in values] for k in range(len(per_seed))]})
-    return out
+    return seed_groups.curves(groups, lambda run: zip(run.result["valid"]["updates"], run.result["valid"]["ppl"]),
+                              ("mean", "lo", "hi"))
 
 
 def summary_json(groups, comparisons=None):

@@ -4,8 +4,8 @@ Figure 5(a) comparison: validation loss against updates, and how soon each row r
 the reference row (default ``postln-warmup``, Post-LN with warm-up) ends at.
 
 A results-mlm.json (schema: :mod:`pn_fairseq.evaluation.mlm_results`) holds one seed of one row on
-one dataset (``bert-multi30k``). Runs of the same row and dataset are grouped (:class:`MLMGroup`)
-as :mod:`pn_fairseq.evaluation.lm_tables` groups results-lm.json: a seed other rows of the dataset
+one dataset (``bert-multi30k``). Runs of the same row and dataset are grouped (:class:`MLMGroup`,
+by :mod:`pn_fairseq.evaluation.seed_groups` as results-lm.json are): a seed other rows of the dataset
 have (or ``--seeds`` names) is *missing* from a row without it, a ``seed<k>`` directory beside
 finished seeds without results-mlm.json is *unfinished*; neither is averaged in.
 
@@ -28,18 +28,16 @@ A row's number is the mean (± std) over its seeds when every seed reached the t
 ratio that mean divided by the reference's update count (the Pre-LN paper: Pre-LN BERT gets there
 in about 60% of Post-LN's updates).
 
-May import :mod:`pn_fairseq.evaluation.results` (its Section, row order and seed conventions);
-never norms, models or analysis.
+May import :mod:`pn_fairseq.evaluation.results` (its Section, row order and seed conventions) and
+:mod:`pn_fairseq.evaluation.seed_groups`; never norms, models or analysis.
 """
-import dataclasses
 import math
 import numbers
-import os
 import statistics
-from typing import List
 
+from pn_fairseq.evaluation import seed_groups
 from pn_fairseq.evaluation.mlm_results import DIVERGENCE_MARKERS, FILENAME, MLMResultsError, load
-from pn_fairseq.evaluation.results import _SEED_DIR_RE, MISSING, ROWS, Section, SeedStats
+from pn_fairseq.evaluation.results import MISSING, ROWS, Section
 
 DATASETS = {"bert-multi30k": "BERT at Multi30k scale"}
 DEFAULT_REFERENCE = "postln-warmup"
@@ -56,10 +54,6 @@ def _row_order(row):
     if row in MLM_ROWS:
         return (0, MLM_ROWS.index(row), "")
     return (1, list(ROWS).index(row), "") if row in ROWS else (2, 0, row)
-
-
-def _dataset_order(dataset):
-    return (list(DATASETS).index(dataset), "") if dataset in DATASETS else (len(DATASETS), dataset)
 
 
 def _finite(value):
@@ -85,20 +79,8 @@ def _check(data, path):
     return data
 
 
-@dataclasses.dataclass
-class MLMRun:
+class MLMRun(seed_groups.SeedRun):
     """One finished seed: its results-mlm.json and contents."""
-
-    path: str
-    result: dict
-
-    @property
-    def seed(self):
-        return self.result["seed"]
-
-    @property
-    def run_dir(self):
-        return os.path.dirname(os.path.abspath(self.path))
 
     @property
     def diverged(self):
@@ -120,16 +102,10 @@ class MLMRun:
         return [(u, float(v)) for u, v in zip(valid["updates"], valid["loss_nats"]) if _finite(v)]
 
 
-@dataclasses.dataclass
-class MLMGroup(SeedStats):
-    """The seeds of one row on one dataset. Its statistics (:class:`SeedStats`) are over
-    :meth:`values`: the final validation losses of the seeds that did not diverge."""
-
-    row: str
-    dataset: str
-    runs: List[MLMRun] = dataclasses.field(default_factory=list)
-    unfinished: List[str] = dataclasses.field(default_factory=list)  # run directories
-    missing_seeds: List[int] = dataclasses.field(default_factory=list)
+class MLMGroup(seed_groups.SeedGroup):
+    """The seeds of one row on one dataset (``runs``: :class:`MLMRun`). Its statistics
+    (:class:`~pn_fairseq.evaluation.results.SeedStats`) are over :meth:`values`: the final
+    validation losses of the seeds that did not diverge."""
 
     def values(self):
         return [run.final[1] for run in self.runs if run.final is not None]
@@ -153,67 +129,20 @@ class MLMGroup(SeedStats):
 
 def find_files(paths):
     """The results-mlm.json files under ``paths`` (directories searched; files named so taken)."""
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs.sort()
-                if FILENAME in names:
-                    files.append(os.path.join(root, FILENAME))
-        elif os.path.basename(path) == FILENAME:
-            files.append(path)
-    return files
-
-
-def _dir_seed(run_dir):
-    match = _SEED_DIR_RE.fullmatch(os.path.basename(os.path.normpath(run_dir)))
-    return int(match.group(1)) if match else None
+    return seed_groups.find_files(paths, FILENAME)
 
 
 def collect(paths, seeds=(), unfinished=()):
     """``({(row, dataset): MLMGroup}, [the rest of unfinished])`` for the results-mlm.json files
-    under ``paths``, in table order. ``seeds`` and ``unfinished`` as in
-    :func:`pn_fairseq.evaluation.lm_tables.collect`: an unfinished ``seed<k>`` run directory beside
-    a group's finished seeds joins the group. Two results for one row, dataset and seed are an error."""
-    groups, seen = {}, {}
-    for path in find_files(paths):
-        run = MLMRun(path, _check(load(path), path))
-        key = (run.result["row"], run.result["dataset"])
-        if key + (run.seed,) in seen:
-            raise MLMResultsError(f"{path}: a second result for row '{key[0]}' on '{key[1]}' seed {run.seed} "
-                                  f"(first: {seen[key + (run.seed,)]}); pass the runs to compare explicitly")
-        seen[key + (run.seed,)] = path
-        groups.setdefault(key, MLMGroup(*key)).runs.append(run)
-    for group in groups.values():
-        group.runs.sort(key=lambda r: r.seed)
-    by_parent = {}
-    for group in groups.values():
-        for run in group.runs:
-            if _dir_seed(run.run_dir) is not None:
-                by_parent.setdefault(os.path.dirname(run.run_dir), group)
-    rest = []
-    for item in unfinished:
-        run_dir = os.path.abspath(item.run_dir)
-        group = by_parent.get(os.path.dirname(run_dir)) if _dir_seed(run_dir) is not None else None
-        if group is None:
-            rest.append(item)
-        else:
-            group.unfinished.append(run_dir)
-    for dataset in {d for _, d in groups}:
-        members = [g for (_, d), g in groups.items() if d == dataset]
-        every = {s for g in members for s in g.seed_list() + [_dir_seed(u) for u in g.unfinished]} | set(seeds)
-        every.discard(None)
-        for g in members:
-            g.missing_seeds = sorted(every - set(g.seed_list()) - {_dir_seed(u) for u in g.unfinished})
-    return dict(sorted(groups.items(), key=lambda kv: (_dataset_order(kv[0][1]), _row_order(kv[0][0])))), rest
+    under ``paths``, in table order: :func:`pn_fairseq.evaluation.seed_groups.collect` (``seeds``,
+    ``unfinished`` as there: an unfinished ``seed<k>`` run directory beside a group's finished seeds
+    joins the group). Two results for one row, dataset and seed are an error."""
+    return seed_groups.collect(paths, FILENAME, lambda path: MLMRun(path, _check(load(path), path)), MLMGroup,
+                               MLMResultsError, DATASETS, _row_order, seeds, unfinished)
 
 
 def _datasets(groups):
-    return sorted({d for _, d in groups}, key=_dataset_order)
-
-
-def _members(groups, dataset):
-    return [g for (_, d), g in groups.items() if d == dataset]
+    return seed_groups.datasets_of(groups, DATASETS)
 
 
 def reach_update(points, target):
@@ -255,7 +184,7 @@ def reach_dataset(groups, dataset, reference=DEFAULT_REFERENCE):
         report["reference_updates"] = statistics.fmean(f[0] for _, f in finals)
         report["reference_seeds"] = [seed for seed, _ in finals]
     target = report["target_loss_nats"]
-    for group in _members(groups, dataset):
+    for group in seed_groups.members(groups, dataset):
         if not group.runs:
             continue
         if group.row == reference:
@@ -291,13 +220,6 @@ def reach_all(groups, reference=DEFAULT_REFERENCE):
     return {dataset: reach_dataset(groups, dataset, reference) for dataset in _datasets(groups)}
 
 
-def _mean_std_text(values, digits=3):
-    if not values:
-        return MISSING
-    text = f"{statistics.fmean(values):.{digits}f}"
-    return text + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
-
-
 def reason_text(reason):
     """A divergence's reason for a table cell: the marker it contains (the whole log line is in the
     JSON), else the line shortened, with no ``|`` to break a markdown table."""
@@ -310,11 +232,6 @@ def reason_text(reason):
     return reason if len(reason) <= 80 else reason[:79] + "…"
 
 
-def _seed_name(item):
-    seed = _dir_seed(item)
-    return "?" if seed is None else str(seed)
-
-
 def _final_cell(g):
     per_seed = []
     for run in g.runs:
@@ -324,9 +241,7 @@ def _final_cell(g):
             per_seed.append(f"{run.seed}: {MISSING}")
         else:
             per_seed.append(f"{run.seed}: {run.final[1]:.3f} @ {run.final[0]}")
-    per_seed += [f"{_seed_name(u)}: unfinished" for u in g.unfinished]
-    per_seed += [f"{s}: missing" for s in g.missing_seeds]
-    return ", ".join(per_seed)
+    return ", ".join(per_seed + g.absent_cells())
 
 
 def _updates_cell(g):
@@ -389,15 +304,12 @@ def loss_section(groups, dataset, report):
         f"number is the mean over its seeds when every seed got there, and × {ref}'s updates divides it by "
         f"the update of {ref}'s final validation (the Pre-LN paper: Pre-LN BERT needs about 0.6 of Post-LN's). "
         "A diverged seed reports its divergence instead.")
-    for g in _members(groups, dataset):
-        seeds = str(g.n) if g.complete else f"{g.n} of {g.expected}"
+    for g in seed_groups.members(groups, dataset):
         reach, ratio = _reach_cells(report, g.row)
-        section.rows.append([g.row, seeds, _mean_std_text(g.values()), _final_cell(g), _mean_std_text(g.best_values()),
-                             _updates_cell(g), _diverged_cell(g), reach, ratio])
-        section.items += [f"{g.row} seed {_seed_name(u)}: unfinished (no {FILENAME}): {u}" for u in g.unfinished]
-        if g.missing_seeds:
-            section.items.append(f"{g.row}: no run for seed(s) {', '.join(map(str, g.missing_seeds))} "
-                                 "(another row of this dataset has them, or --seeds names them)")
+        section.rows.append([g.row, g.seeds_cell(), seed_groups.mean_std_text(g.values(), 3), _final_cell(g),
+                             seed_groups.mean_std_text(g.best_values(), 3), _updates_cell(g), _diverged_cell(g),
+                             reach, ratio])
+        section.items += g.absent_items(FILENAME)
     section.items += report["notes"]
     return section
 
@@ -414,19 +326,7 @@ def curves(groups):
     "loss", "min", "max", "n", "values"}]}``: at every update where any seed has a finite loss, the
     mean (``loss``), minimum and maximum over the seeds that have one (``n`` of them; ``values``:
     per seed in ``seeds`` order, None where a seed lacks the update or its loss was not finite)."""
-    out = {}
-    for (row, dataset), g in groups.items():
-        per_seed = [dict(run.points()) for run in g.runs]
-        updates = sorted({u for points in per_seed for u in points})
-        if not updates:
-            continue
-        values = [[points.get(u) for points in per_seed] for u in updates]
-        have = [[v for v in vs if v is not None] for vs in values]
-        out.setdefault(dataset, []).append({
-            "row": row, "seeds": g.seed_list(), "updates": updates, "loss": [statistics.fmean(h) for h in have],
-            "min": [min(h) for h in have], "max": [max(h) for h in have], "n": [len(h) for h in have],
-            "values": [[vs[k] for vs in values] for k in range(len(per_seed))]})
-    return out
+    return seed_groups.curves(groups, MLMRun.points, ("loss", "min", "max"))
 
 
 def figure_data(groups, reports=None):
