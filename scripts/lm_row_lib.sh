@@ -54,11 +54,15 @@ lm_row_traps() {
 show() { printf '%q ' "$@" | sed 's/ $//'; }
 
 # A finished run (train.done and RESULTS) is printed and the driver exits; a SAVE_DIR whose
-# finished training had another command is refused; an unfinished one goes on (fairseq resumes).
+# finished training had other settings is refused; an unfinished one goes on (fairseq resumes).
+# Settings, not the text: --user-dir and the data path name the code's directory, which a queue's
+# new code snapshot changes (pn_fairseq/evaluation/row_state.py ignores both).
 lm_row_reuse_or_refuse() {  # SIGNATURE DONE RESULTS WHAT_TO_DELETE
   mkdir -p "$SAVE_DIR"
   if [[ -f $2 && $(head -n 1 "$2") != "$1" ]]; then
-    die "$SAVE_DIR holds a training finished with another command ($2): use another SAVE_DIR, or delete it to retrain"
+    local why status=0
+    why=$("$PYTHON" -m pn_fairseq.cli.row_results same-training "$2" -- "${train_cmd[@]}") || status=$?
+    (( status == 0 )) || die "$SAVE_DIR holds a training finished with another command ($2${why:+: $why}): use another SAVE_DIR, or delete it to retrain"
   fi
   if [[ -f $2 && -f $3 ]]; then
     log "already finished: $3 ($4)"

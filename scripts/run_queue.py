@@ -50,6 +50,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_PATHS = (".venv", "data-bin", "checkpoints")
+RESULT_FILES = ("results.json", "results-lm.json", "results-mlm.json")  # scripts/run_row.sh, run_lm_row.sh, run_mlm_row.sh
 SOURCE_ROOTS = (".", "data-prep")  # setup.py's package directories, relative to the repository
 
 
@@ -95,21 +96,27 @@ def row_command(cmd):
     return env, [rel / f"seed{s}" for s in seeds] if seeds else [rel]
 
 
+def result_file(run_dir: pathlib.Path):
+    """The finished run's result in ``run_dir`` (a translation, language-model or masked-LM row's), or None."""
+    return next((run_dir / name for name in RESULT_FILES if (run_dir / name).is_file()), None)
+
+
 def archived(archive: pathlib.Path, rel, env):
-    """``(results.json path, None)`` if the archive holds this run's result, ``(None, why not)``
+    """``(result path, None)`` if the archive holds this run's result, ``(None, why not)``
     if it holds one of other settings, ``(None, None)`` if none."""
-    path = archive / rel / "results.json"
-    if not path.is_file():
+    path = result_file(archive / rel)
+    if path is None:
         return None, None
     try:
         result = json.loads(path.read_text())
     except ValueError:
         return None, f"{path} is not JSON"
-    run_dir = os.path.normpath(str(result.get("run_dir", "")))
+    # results.json names its run directory; the LM files do not (the archive path is theirs).
+    run_dir = os.path.normpath(str(result.get("run_dir", f"checkpoints/{rel}")))
     if run_dir != f"checkpoints/{rel}" and not run_dir.endswith(f"/checkpoints/{rel}"):
         return None, f"{path} is of {run_dir}, not checkpoints/{rel}"
     for var, key in _RECORDED.items():
-        if var in env and str(result.get(key)) != env[var]:
+        if var in env and key in result and str(result.get(key)) != env[var]:
             return None, f"{path} has {key} {result.get(key)!r}, the line sets {var}={env[var]}"
     return path, None
 
@@ -131,7 +138,7 @@ def survey(jobs, state, archive: pathlib.Path, checkpoints: pathlib.Path):
             path, why = archived(archive, rel, env)
             if why:
                 notes.append(f"run_queue: note [{i}] archive not used: {why}")
-            if (here / "results.json").is_file():
+            if result_file(here) is not None:
                 kinds.append("finished")
             elif (here / "checkpoint_last.pt").is_file():
                 kinds.append("resumes")
@@ -148,7 +155,9 @@ def survey(jobs, state, archive: pathlib.Path, checkpoints: pathlib.Path):
             lines.append(f"run_queue: archived [{i}] {cmd}: {', '.join(map(str, found))} (no checkpoints here; "
                          "not rerun)")
             continue
-        plan[cmd] = "skip" if old.get("status") == "done" and all(k == "finished" for k in kinds) else "run"
+        # Finished here: the row script would only print the result again (a job that failed after
+        # its result was written, e.g. refused on a rerun, counts too).
+        plan[cmd] = "skip" if all(k == "finished" for k in kinds) else "run"
         for rel, kind in zip(rels, kinds):
             where = checkpoints / rel
             if kind == "resumes":
@@ -276,6 +285,8 @@ def main():
     for cmd, what in plan.items():
         if what == "archived" and state.jobs[cmd].get("status") != "archived":
             state.update(cmd, status="archived")
+        elif what == "skip" and state.jobs[cmd].get("status") not in ("done", None):
+            state.update(cmd, status="done")  # its result is here: whatever failed after it, it is finished
     todo = [(i, c) for i, c in enumerate(jobs) if plan[c] == "run"]
     skipped = sum(what == "archived" for what in plan.values())
     print(f"run_queue: {len(todo)} of {len(jobs)} job(s) to run, {args.lanes} at a time, code {snap.name} "

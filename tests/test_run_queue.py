@@ -240,3 +240,35 @@ def test_on_a_new_machine_the_queue_skips_what_is_archived_and_names_what_was_lo
     proc = subprocess.run([sys.executable, str(clone / "scripts" / "run_queue.py"), str(queue), "--archive",
                            tmp_path / "nowhere"], cwd=clone, capture_output=True, text=True)
     assert proc.returncode != 0 and proc.stderr.strip() == f"run_queue: error: --archive {tmp_path / 'nowhere'}: no such directory"
+
+
+def test_language_model_results_count_as_finished_and_archived(tmp_path):
+    """A finished LM run keeps checkpoint_last.pt beside results-lm.json: it is finished, not
+    resumed (whatever the state file says after a refused rerun); an archived results-mlm.json
+    stands for its run on a new machine, as results.json does."""
+    from types import SimpleNamespace
+
+    rq = _module()
+    ck, res = tmp_path / "checkpoints", tmp_path / "results"
+    done = ck / "lm-multi30k" / "postln" / "seed1"
+    done.mkdir(parents=True)
+    (done / "checkpoint_last.pt").write_bytes(b"")
+    (done / "results-lm.json").write_text('{"kind": "lm", "seed": 1}')
+    half = ck / "lm-multi30k" / "pn" / "seed1"
+    half.mkdir(parents=True)
+    (half / "checkpoint_last.pt").write_bytes(b"")
+    (res / "bert-multi30k" / "preln-pn" / "seed1").mkdir(parents=True)
+    (res / "bert-multi30k" / "preln-pn" / "seed1" / "results-mlm.json").write_text('{"kind": "mlm", "seed": 1}')
+    jobs = ["SEED=1 SAVE_DIR=checkpoints/lm-multi30k/postln/seed1 bash scripts/lm-multi30k/postln.sh",
+            "SEED=1 SAVE_DIR=checkpoints/lm-multi30k/pn/seed1 bash scripts/lm-multi30k/pn.sh",
+            "SEED=1 SAVE_DIR=checkpoints/bert-multi30k/preln-pn/seed1 bash scripts/bert-multi30k/preln-pn.sh",
+            "SEED=2 SAVE_DIR=checkpoints/bert-multi30k/preln-pn/seed2 bash scripts/bert-multi30k/preln-pn.sh"]
+    state = SimpleNamespace(jobs={jobs[0]: {"status": "failed"}, jobs[1]: {"status": "running"},
+                                  jobs[2]: {"status": "pending"}, jobs[3]: {"status": "pending"}})
+    plan, lines = rq.survey(jobs, state, res, ck)
+    assert plan == {jobs[0]: "skip", jobs[1]: "run", jobs[2]: "archived", jobs[3]: "run"}
+    assert any(line.startswith("run_queue: resumes [1]") for line in lines)
+    assert any(line.startswith("run_queue: archived [2]") and "results-mlm.json" in line for line in lines)
+    # the archive's SEED is checked where the file records one
+    path, why = rq.archived(res, "bert-multi30k/preln-pn/seed1", {"SEED": "2"})
+    assert path is None and "the line sets SEED=2" in why

@@ -13,10 +13,16 @@
   directory's training and results can be reused for this command (:mod:`pn_fairseq.evaluation.row_state`);
   prints ``ACTION<TAB>why`` (``reuse``, ``decode``, ``train``), or exits 3 with the one line
   that says what differs. Before ``train`` it parses the command as fairseq-train would.
+* ``same-training DONE -- fairseq-train ...``: whether the finished training recorded in DONE
+  (``train.done``: its command on the first line) is this command's, by its settings
+  (:func:`pn_fairseq.evaluation.row_state.differences`: where the code or the data directory's link
+  lives is not a setting, so a queue's new code snapshot still reuses and resumes its runs);
+  exits 3 with one line naming what differs. The language-model drivers call it.
 """
 import os
 import argparse
 import json
+import shlex
 import sys
 
 from pn_fairseq.evaluation import results, row_state, significance
@@ -117,6 +123,16 @@ def check_run(args):
     return 0
 
 
+def same_training(args):
+    with open(args.done, encoding="utf-8") as f:
+        recorded = f.readline().strip()
+    differ = row_state.differences(row_state.settings(shlex.split(recorded)), row_state.settings(args.command))
+    if differ:
+        print(f"{args.done} records a training with other settings ({'; '.join(differ)})")
+        return 3
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m pn_fairseq.cli.row_results")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -148,7 +164,13 @@ def main(argv=None):
     r.add_argument("--save-dir", required=True)
     add_decoding_args(r, required=True)
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- fairseq-train DATA ...")
+    d = sub.add_parser("same-training")
+    d.add_argument("done", metavar="DONE")
+    d.add_argument("command", nargs=argparse.REMAINDER, help="-- fairseq-train DATA ...")
     args = parser.parse_args(argv)
+    if args.cmd == "same-training":
+        return same_training(argparse.Namespace(done=args.done, command=[a for a in args.command[:1] if a != "--"]
+                                                + args.command[1:]))
     if args.cmd == "check-run":
         if args.command[:1] == ["--"]:
             args.command = args.command[1:]

@@ -6,7 +6,7 @@ validation records of the training log, and writes, atomically::
 
     {"kind": "lm", "row": "pn", "dataset": "lm-multi30k", "seed": 1,
      "test_ppl": 61.2, "test_loss_nats": 4.114,           # ln(test_ppl): per token incl. </s>
-     "checkpoint": "checkpoint_last.pt", "updates": 1500, "wall_time_s": 1234.5,
+     "checkpoint": "checkpoint_last.pt", "updates": 1500, "wall_time_s": 1234.5,   # training, all resumes
      "valid": {"updates": [...], "loss_nats": [...], "ppl": [...]},   # one point per validation
      "paper_ppl": null, "train_command": "fairseq-train ...",
      "test_blocks": {"loss_nats": [...], "tokens": [...]}}   # optional, see below
@@ -189,6 +189,20 @@ def log_records(path):
                 yield record
 
 
+def training_wall(path):
+    """Seconds of training in a ``--log-format json`` training log, summed over resumed runs:
+    fairseq's ``wall`` clock of the per-interval records starts again at 0 in a resumed process
+    (fairseq 0.12 does not restore it), so each drop closes a segment whose last value counts."""
+    total, last = 0.0, None
+    for record in log_records(path):
+        if "wall" in record:
+            wall = float(record["wall"])
+            if last is not None and wall < last:
+                total += last
+            last = wall
+    return total + (last or 0.0)
+
+
 def read_validation(path):
     """Per-validation ``updates`` and losses in nats from a ``--log-format json`` training log."""
     points = {}
@@ -209,7 +223,7 @@ def build(args):
     return {
         "kind": "lm", "row": args.row, "dataset": args.dataset, "seed": args.seed,
         "test_ppl": ppl, "test_loss_nats": loss2 * math.log(2), "checkpoint": args.checkpoint,
-        "updates": args.updates, "wall_time_s": args.wall_time, "valid": valid,
+        "updates": args.updates, "wall_time_s": training_wall(args.train_log) or args.wall_time, "valid": valid,
         "paper_ppl": float(args.paper) if args.paper else None, "train_command": args.train_command,
         "test_blocks": blocks,
     }

@@ -7,7 +7,7 @@ and at each epoch end, on the same masked positions each time) and writes, atomi
     {"kind": "mlm", "row": "preln-nowarmup", "dataset": "bert-multi30k", "seed": 1,
      "valid": {"updates": [100, 106, 200, ...], "loss_nats": [6.1, 6.0, 5.2, ...]},
      "final_valid_loss_nats": 3.9, "best_valid_loss_nats": 3.9,   # null without any validation
-     "updates": 1200, "max_update": 1200, "wall_time_s": 4100.0,   # fairseq's cumulative clock
+     "updates": 1200, "max_update": 1200, "wall_time_s": 4100.0,   # training seconds, all resumes
      "diverged": null,             # or {"update": 310, "reason": "gradients are Nan/Inf"}
      "train_command": "fairseq-train ..."}
 
@@ -22,7 +22,7 @@ import sys
 
 from pn_common.atomic import write_text_atomic
 
-from .lm_results import load_checked, log_records, read_validation
+from .lm_results import load_checked, log_records, read_validation, training_wall
 
 FILENAME = "results-mlm.json"
 KEYS = ("kind", "row", "dataset", "seed", "valid", "final_valid_loss_nats", "best_valid_loss_nats", "updates",
@@ -37,16 +37,14 @@ class MLMResultsError(ValueError):
 
 
 def read_progress(path):
-    """``(last num_updates, fairseq's wall clock at the last --log-interval record)`` of a
-    training log; the clock is cumulative over resumed runs (fairseq keeps it in the checkpoint)."""
-    updates, wall = 0, 0.0
+    """``(last num_updates, seconds of training over all resumed runs)`` of a training log
+    (:func:`~pn_fairseq.evaluation.lm_results.training_wall`)."""
+    updates = 0
     for record in log_records(path):
         for key in ("num_updates", "valid_num_updates", "train_num_updates"):
             if key in record:
                 updates = max(updates, int(float(record[key])))
-        if "wall" in record:  # the per-interval records; the epoch summaries prefix theirs
-            wall = float(record["wall"])
-    return updates, wall
+    return updates, training_wall(path)
 
 
 def find_divergence(path):
