@@ -320,19 +320,21 @@ def main():
             mem = (child_peak_cuda(lines) if cuda else rss) or 0
             wps[label].append(speed)
             peak[label] = max(peak[label], mem or 0)
-            print(f"round {r + 1}/{a.rounds} {label:10s} {speed:9.0f} words/s over {n} updates, "
+            print(f"round {r + 1}/{a.rounds} {label:14s} {speed:9.0f} words/s over {n} updates, "
                   f"peak {peak_name(cuda)} {mem / 2**20:8.0f} MiB ({time.monotonic() - t0:.0f} s)", flush=True)
 
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     base_wps, base_mem = max(wps[a.baseline]), peak[a.baseline]
-    x = f"x {a.baseline}"[:8]
-    print(f"\n{'model':10s} {'words/s':>9s} {x:>8s} {'rounds spread':>13s} "
-          f"{'peak MiB':>9s} {x:>8s}  target (words/s vs {a.baseline})")
+    # Column widths follow the longest name: BERT rows are called preln-nowarmup, preln-pnv, ...
+    w = max(10, *(len(label) for label in variants))
+    x = "x base"
+    print(f"\n{'model':{w}s} {'words/s':>9s} {x:>8s} {'rounds spread':>13s} "
+          f"{'peak MiB':>9s} {x:>8s}  target (words/s vs {a.baseline}; x base: ratio to {a.baseline})")
     for label in variants:
         best, ratio = max(wps[label]), max(wps[label]) / base_wps
         spread = (best - min(wps[label])) / best
         mem_ratio = f"{peak[label] / base_mem:8.3f}" if base_mem else f"{'-':>8s}"
-        print(f"{label:10s} {best:9.0f} {ratio:8.3f} {spread:12.1%} {peak[label] / 2**20:9.0f} "
+        print(f"{label:{w}s} {best:9.0f} {ratio:8.3f} {spread:13.1%} {peak[label] / 2**20:9.0f} "
               f"{mem_ratio}  {verdict(label, ratio)}")
     print(f"(words/s: best of {a.rounds} rounds; spread: (best - worst) / best; peak: {peak_name(cuda)})")
 
