@@ -102,6 +102,12 @@ def test_help_lists_the_norm_flags():
     for flag in ["--norm-type", "--decoder-norm-type", "--norm-variant", "--pn-alpha-fwd", "--pn-alpha-bkw",
                  "--pn-warmup-updates", "--pn-groups", "--norm-momentum"]:
         assert flag in out, flag
+    # every model of the plugin with its task and architectures, the LM and RoBERTa ones included
+    for model, task, arch in [("transformer_pn", "translation_pn", "transformer_preln_iwslt_de_en"),
+                              ("transformer_lm_pn", "language_modeling_pn", "transformer_lm_pn_postln"),
+                              ("roberta_pn", "masked_lm_pn", "roberta_pn_prenorm_small")]:
+        line = next(line for line in out.splitlines() if line.strip().startswith(model + " (--task"))
+        assert f"--task {task}" in line and f" {arch}," in line + ",", (model, line)
 
 
 def test_decoder_batch_statistics_warn(data_bin, tmp_path):
