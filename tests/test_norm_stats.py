@@ -113,6 +113,13 @@ def test_short_names():
     assert norm_monitor.short_name("decoder.layers.0.encoder_attn_layer_norm") == "dec0.cross"
     assert norm_monitor.short_name("decoder.layers.1.self_attn_layer_norm") == "dec1.attn"
     assert norm_monitor.short_name("encoder.layer_norm") == "enc.final"
+    # RoBERTa's paths (roberta_pn): the stack under encoder.sentence_encoder, the embedding and head norms
+    assert norm_monitor.short_name("encoder.sentence_encoder.layers.2.self_attn_layer_norm") == "enc2.attn"
+    assert norm_monitor.short_name("encoder.sentence_encoder.layers.0.final_layer_norm") == "enc0.ffn"
+    assert norm_monitor.short_name("encoder.sentence_encoder.layernorm_embedding") == "enc.embed"
+    assert norm_monitor.short_name("encoder.sentence_encoder.layer_norm") == "enc.final"
+    assert norm_monitor.short_name("encoder.lm_head.layer_norm") == "lm_head"
+    assert norm_monitor.short_name("encoder.layernorm_embedding") == "enc.embed"
 
 
 def test_overflowing_layer_is_reported_with_layer_statistic_and_update():

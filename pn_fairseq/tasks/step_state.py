@@ -32,13 +32,24 @@ from ..norms import NormBase
 _SUBLAYER = {"self_attn_layer_norm": "attn", "encoder_attn_layer_norm": "cross", "final_layer_norm": "ffn"}
 
 
+# Where RoBERTa (fairseq's roberta / roberta_pn) keeps its encoder stack and its other norms.
+_ROBERTA_STACK = "encoder.sentence_encoder."
+_OTHER = {"encoder.layernorm_embedding": "enc.embed", "decoder.layernorm_embedding": "dec.embed",
+          "encoder.lm_head.layer_norm": "lm_head"}
+
+
 def short_name(module_path: str) -> str:
-    """``encoder.layers.3.final_layer_norm`` -> ``enc3.ffn``; ``decoder.layer_norm`` -> ``dec.final``."""
+    """``encoder.layers.3.final_layer_norm`` -> ``enc3.ffn``; ``decoder.layer_norm`` -> ``dec.final``;
+    RoBERTa's ``encoder.sentence_encoder.layers.0.self_attn_layer_norm`` -> ``enc0.attn``, its
+    ``...layernorm_embedding`` -> ``enc.embed``, ``encoder.lm_head.layer_norm`` -> ``lm_head``. Other
+    paths are kept whole."""
+    if module_path.startswith(_ROBERTA_STACK):
+        module_path = "encoder." + module_path[len(_ROBERTA_STACK):]
     m = re.fullmatch(r"(encoder|decoder)\.layers\.(\d+)\.(\w+)", module_path)
     if m:
         return f"{m.group(1)[:3]}{m.group(2)}.{_SUBLAYER.get(m.group(3), m.group(3))}"
     m = re.fullmatch(r"(encoder|decoder)\.layer_norm", module_path)
-    return f"{m.group(1)[:3]}.final" if m else module_path
+    return f"{m.group(1)[:3]}.final" if m else _OTHER.get(module_path, module_path)
 
 
 def divergence(update, where: str) -> NormDivergence:
