@@ -30,22 +30,13 @@ from .transformer_pn import PNTransformerEncoder
 
 class PNRobertaSentenceEncoder(PNTransformerEncoder):
     """The stack ``RobertaEncoder.build_encoder`` builds (fairseq's legacy ``TransformerEncoder``
-    signature, ``args``), whose embedding norm follows ``--norm-type`` too.
-
-    ``src_tokens: B x T``; the embedding norm takes ``B x T x C`` with their padding mask.
-    """
+    signature, ``args``): :class:`PNTransformerEncoder`, whose embedding norm follows ``--norm-type``
+    too (``src_tokens: B x T``; the embedding norm takes ``B x T x C`` with their padding mask)."""
 
     def __init__(self, args, dictionary, embed_tokens):
         self.args = args  # fairseq's legacy encoder keeps it
         cfg = TransformerConfig.from_namespace(args)
         super().__init__(cfg, dictionary, embed_tokens)
-        if self.layernorm_embedding is not None:
-            self.layernorm_embedding = build_side_norm(
-                cfg, "encoder", embed_tokens.embedding_dim, cfg.encoder.attention_heads, batch_first=True)
-
-    def forward_scriptable(self, src_tokens, src_lengths=None, return_all_hiddens=False, token_embeddings=None):
-        with pad_mask_context([self.layernorm_embedding], src_tokens.eq(self.padding_idx)):
-            return super().forward_scriptable(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
 
 
 class _HeadNormArgs:

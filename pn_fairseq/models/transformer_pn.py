@@ -19,30 +19,38 @@ from .pn_model import NormModel, norm_kind_in_state, vocabulary_differences  # n
 
 
 class PNTransformerEncoder(TransformerEncoderBase):
-    """Encoder whose layer norms and final norm (pre-norm) follow ``--norm-type``."""
+    """Encoder whose layer norms, final norm (pre-norm) and embedding norm (``--layernorm-embedding``;
+    it sees ``B x T x C`` with the ``B x T`` padding mask) follow ``--norm-type``."""
 
     def __init__(self, cfg, dictionary, embed_tokens, return_fc=False):
         super().__init__(cfg, dictionary, embed_tokens, return_fc=return_fc)
         if self.layer_norm is not None:
             self.layer_norm = build_side_norm(cfg, "encoder", embed_tokens.embedding_dim, cfg.encoder.attention_heads)
+        if self.layernorm_embedding is not None:
+            self.layernorm_embedding = build_side_norm(
+                cfg, "encoder", embed_tokens.embedding_dim, cfg.encoder.attention_heads, batch_first=True)
 
     def build_encoder_layer(self, cfg):
         return wrap_layer(PNTransformerEncoderLayer(cfg, return_fc=self.return_fc), cfg)
 
     def forward_scriptable(self, src_tokens, src_lengths=None, return_all_hiddens=False, token_embeddings=None):
         # src_tokens: B x T; the final norm sees the same padding as the layers.
-        with pad_mask_context([self.layer_norm], src_tokens.eq(self.padding_idx)):
+        with pad_mask_context([self.layer_norm, self.layernorm_embedding], src_tokens.eq(self.padding_idx)):
             return super().forward_scriptable(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
 
 
 class PNTransformerDecoder(TransformerDecoderBase):
-    """Decoder whose norms follow ``--decoder-norm-type`` (LayerNorm by default)."""
+    """Decoder whose norms, the embedding norm (``--layernorm-embedding``, ``B x T x C``) included,
+    follow ``--decoder-norm-type`` (LayerNorm by default)."""
 
     def __init__(self, cfg, dictionary, embed_tokens, no_encoder_attn=False, output_projection=None):
         super().__init__(cfg, dictionary, embed_tokens, no_encoder_attn=no_encoder_attn,
                          output_projection=output_projection)
         if self.layer_norm is not None:
             self.layer_norm = build_side_norm(cfg, "decoder", self.embed_dim, cfg.decoder.attention_heads)
+        if self.layernorm_embedding is not None:
+            self.layernorm_embedding = build_side_norm(cfg, "decoder", self.embed_dim, cfg.decoder.attention_heads,
+                                                       batch_first=True)
 
     def build_decoder_layer(self, cfg, no_encoder_attn=False):
         return wrap_layer(PNTransformerDecoderLayer(cfg, no_encoder_attn), cfg)
@@ -56,7 +64,7 @@ class PNTransformerDecoder(TransformerDecoderBase):
     def extract_features_scriptable(self, prev_output_tokens, encoder_out, incremental_state=None, *args, **kwargs):
         # prev_output_tokens: B x T; incremental decoding only feeds the last column.
         tokens = prev_output_tokens[:, -1:] if incremental_state is not None else prev_output_tokens
-        with pad_mask_context([self.layer_norm], tokens.eq(self.padding_idx)):
+        with pad_mask_context([self.layer_norm, self.layernorm_embedding], tokens.eq(self.padding_idx)):
             return super().extract_features_scriptable(prev_output_tokens, encoder_out, incremental_state, *args, **kwargs)
 
 
