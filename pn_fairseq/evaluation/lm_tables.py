@@ -112,20 +112,20 @@ def compare_dataset(groups, dataset, baseline):
     for group in seed_groups.members(groups, dataset):
         if group.row == baseline or not group.runs:
             continue
-        pairs = []
+        pairs, blocks = [], []  # blocks: (baseline's, row's) test_blocks of each pair
         for run in group.runs:
             if run.seed in base_by_seed:
-                loss, base_loss = run.result["test_loss_nats"], base_by_seed[run.seed].result["test_loss_nats"]
-                pairs.append({"seed": run.seed, "delta": loss - base_loss, "loss": loss, "baseline_loss": base_loss,
-                              "blocks": (base_by_seed[run.seed].result.get("test_blocks"),
-                                         run.result.get("test_blocks"))})
+                base_result = base_by_seed[run.seed].result
+                loss, base_loss = run.result["test_loss_nats"], base_result["test_loss_nats"]
+                pairs.append({"seed": run.seed, "delta": loss - base_loss, "loss": loss, "baseline_loss": base_loss})
+                blocks.append((base_result.get("test_blocks"), run.result.get("test_blocks")))
         alone = [run.seed for run in group.runs if run.seed not in base_by_seed]
         if alone:
             report["notes"].append(f"{group.row}: seed(s) {', '.join(map(str, alone))} without a {baseline} "
                                    "run of the same seed: not compared")
         if not pairs:
             continue
-        pooled = _block_tests(group.row, pairs, report["notes"])
+        pooled = _block_tests(group.row, pairs, blocks, report["notes"])
         deltas = [p["delta"] for p in pairs]
         ci = t_interval(deltas)
         mean = statistics.fmean(deltas)
@@ -139,27 +139,26 @@ def compare_dataset(groups, dataset, baseline):
     return report
 
 
-def _block_tests(row, pairs, notes):
-    """Per pair (``pair["block_bootstrap"]``) and pooled bootstrap over test blocks; the pooled one,
-    or None where a pair lacks blocks or the runs scored different ones (with a note)."""
-    blocks = [pair.pop("blocks") for pair in pairs]
-    lacking = [pair["seed"] for pair, (b, s) in zip(pairs, blocks) if b is None or s is None]
+def _block_tests(row, pairs, blocks, notes):
+    """Set each pair's ``block_bootstrap`` (``blocks``: its (baseline, row) test_blocks) and return
+    the pooled bootstrap over test blocks, or None (every pair's None too) where a pair lacks
+    blocks or the runs scored different ones, with a note."""
     for pair in pairs:
         pair["block_bootstrap"] = None
+    lacking = [pair["seed"] for pair, (b, s) in zip(pairs, blocks) if b is None or s is None]
     if lacking:
         notes.append(f"{row}: seed(s) {', '.join(map(str, lacking))}: a run without per-block test losses "
                      "(results-lm.json older than fairseq-eval-lm --output-word-probs): no bootstrap over "
                      "test blocks; delete its results-lm.json and rerun the row script to evaluate again")
         return None
     try:
-        for pair, (b, s) in zip(pairs, blocks):
-            pair["block_bootstrap"] = paired_block_bootstrap(b, s)
-        return pooled_block_bootstrap(blocks)
+        pooled = pooled_block_bootstrap(blocks)  # checks every pair scored the same blocks first
     except BlockMismatch as err:
         notes.append(f"{row}: no bootstrap over test blocks: {err}")
-        for pair in pairs:
-            pair["block_bootstrap"] = None
         return None
+    for pair, (b, s) in zip(pairs, blocks):
+        pair["block_bootstrap"] = paired_block_bootstrap(b, s)
+    return pooled
 
 
 def compare_all(groups, baseline=None):
