@@ -7,13 +7,12 @@ epoch E got epoch E's: the BERT rows of 2026-12-06 trained on static masks. The 
 here come from the dataset itself in this process (``set_epoch(e)``, then indexing), where no
 worker is involved.
 """
-import json
-import subprocess
-
 import pytest
 
 from bert_corpus import TINY, build_corpus
-from conftest import REPO
+from conftest import REPO, run
+from test_roberta_pn import parse
+from test_scale_cli import STEP_KEYS, train_steps
 
 EPOCHS = 3
 
@@ -24,19 +23,15 @@ def corpus(tmp_path_factory):
 
 
 def new_task(corpus, *extra):
-    from fairseq import options, tasks
+    from fairseq import tasks
 
-    args = options.parse_args_and_arch(options.get_training_parser(), [
-        str(corpus), "--user-dir", str(REPO / "pn_fairseq"), "--task", "masked_lm_pn", "--arch", "roberta_pn",
-        "--optimizer", "adam", "--lr", "1e-3", "--criterion", "masked_lm", "--seed", "3", "--cpu", *TINY,
-        *extra])
-    task = tasks.setup_task(args)
+    task = tasks.setup_task(parse(corpus, "roberta_pn", *extra))
     task.load_dataset("train")
     return task
 
 
 def iterator(task, epoch, num_workers):
-    return task.get_batch_iterator(task.dataset("train"), max_sentences=64, seed=3, epoch=epoch,
+    return task.get_batch_iterator(task.dataset("train"), max_sentences=64, seed=1, epoch=epoch,
                                    num_workers=num_workers)
 
 
@@ -94,40 +89,26 @@ def test_persistent_workers_bring_back_static_masks(corpus):
 
 def fairseq_train(corpus, save_dir, *extra):
     """fairseq-train on the tiny corpus with fairseq's default --num-workers 1; its log."""
-    from conftest import BIN
-
-    proc = subprocess.run([
-        str(BIN / "fairseq-train"), str(corpus), "--user-dir", str(REPO / "pn_fairseq"), "--task", "masked_lm_pn",
-        "--arch", "roberta_pn_prenorm", "--norm-type", "power", "--pn-warmup-updates", "4", *TINY,
-        "--optimizer", "adam", "--lr", "1e-3", "--criterion", "masked_lm", "--batch-size", "128", "--seed", "3",
-        "--cpu", "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--log-format", "json", "--log-interval", "1",
-        "--no-progress-bar", *map(str, extra)], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
+    return run("fairseq-train", corpus, "--user-dir", REPO / "pn_fairseq", "--task", "masked_lm_pn",
+               "--arch", "roberta_pn_prenorm", "--norm-type", "power", "--pn-warmup-updates", "4", *TINY,
+               "--optimizer", "adam", "--lr", "1e-3", "--criterion", "masked_lm", "--batch-size", "128", "--seed", "3",
+               "--cpu", "--save-dir", save_dir, "--no-epoch-checkpoints", "--log-format", "json", "--log-interval", "1",
+               "--no-progress-bar", *extra)
 
 
-TIMINGS = {"wps", "ups", "wall", "train_wall", "gb_free"}
-
-
-def train_steps(log):
-    """{num_updates: the train_inner record without its timings} of a json log."""
-    steps = {}
-    for line in log.splitlines():
-        if "| train_inner | " in line:
-            record = json.loads(line.split("| train_inner | ", 1)[1])
-            steps[int(record["num_updates"])] = {k: v for k, v in record.items() if k not in TIMINGS}
-    return steps
+# The masked-LM criterion logs no nll_loss.
+MLM_STEP_KEYS = tuple(k for k in STEP_KEYS if k != "nll_loss")
 
 
 def test_fairseq_train_resumed_at_an_epoch_end_is_exact(corpus, tmp_path):
     """Two epochs in one process against one epoch, stop, resume for the second: the same loss
     at every update. With epoch 1's masks in the straight run's second epoch (the persistent
     worker) the losses of epoch 2 differ."""
-    straight = train_steps(fairseq_train(corpus, tmp_path / "straight", "--max-epoch", 2))
-    first = train_steps(fairseq_train(corpus, tmp_path / "resumed", "--max-epoch", 1))
+    straight = train_steps(fairseq_train(corpus, tmp_path / "straight", "--max-epoch", 2), MLM_STEP_KEYS)
+    first = train_steps(fairseq_train(corpus, tmp_path / "resumed", "--max-epoch", 1), MLM_STEP_KEYS)
     second_log = fairseq_train(corpus, tmp_path / "resumed", "--max-epoch", 2)
     assert "Loaded checkpoint" in second_log
-    second = train_steps(second_log)
+    second = train_steps(second_log, MLM_STEP_KEYS)
     per_epoch = len(first)
     assert per_epoch >= 3 and sorted(second) == list(range(per_epoch + 1, 2 * per_epoch + 1))
     assert {int(straight[n]["epoch"]) for n in second} == {2}

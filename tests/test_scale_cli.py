@@ -41,13 +41,13 @@ def train(*args, **kwargs):
 STEP_KEYS = ("epoch", "update", "loss", "nll_loss", "ppl", "wpb", "bsz", "num_updates", "lr", "gnorm")
 
 
-def train_steps(log):
-    """{num_updates: the train_inner record without timings} from a --log-format json log."""
+def train_steps(log, keys=STEP_KEYS):
+    """{num_updates: the train_inner record's ``keys`` (no timings)} from a --log-format json log."""
     steps = {}
     for line in log.splitlines():
         if "| train_inner | " in line:
             record = json.loads(line.split("| train_inner | ", 1)[1])
-            steps[int(record["num_updates"])] = {k: record[k] for k in STEP_KEYS}
+            steps[int(record["num_updates"])] = {k: record[k] for k in keys}
     return steps
 
 
