@@ -298,3 +298,18 @@ def test_what_the_row_script_writes_is_read_back(tmp_path, capsys):
     assert results_cli.main([str(tmp_path)]) == 0
     row = table_row(capsys.readouterr().out, "pn", "Multi30k LM: test perplexity (lower is better)")
     assert row[2:4] == ["62.00", "2: 62.00"] and row[5] == "64.00 (2: 64.00 @ 1000)"
+
+
+def test_the_ci_bar_is_in_the_legend_when_only_a_later_row_has_seeds():
+    # The live Multi30k LM set had this shape: one seed everywhere but a later row's two; the
+    # legend named the error bar only when the first column had one, so it went unexplained.
+    from pn_fairseq.evaluation.curves import ppl_figure
+
+    one = {"row": "preln", "seeds": [1], "ppls": [26.5], "mean": 26.5, "std": None, "ci95": None, "complete": False}
+    two = {"row": "postln", "seeds": [1, 2], "ppls": [25.3, 25.4], "mean": 25.35, "std": 0.07,
+           "ci95": [24.4, 26.3], "complete": True}
+    ax = ppl_figure({"lm-multi30k": [one, two]}).axes[0]
+    assert "95% CI of the mean" in [t.get_text() for t in ax.get_legend().get_texts()]
+    (bar,) = [c for c in ax.containers if c.get_label() == "95% CI of the mean"]
+    (segment,) = bar.lines[2][0].get_segments()
+    assert segment[:, 0].tolist() == [1, 1] and segment[:, 1].tolist() == pytest.approx([24.4, 26.3])

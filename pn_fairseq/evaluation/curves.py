@@ -165,6 +165,7 @@ def per_row_figure(per_dataset, key, ylabel, title=None, axis=None, legend_at="b
     FigureCanvasAgg(fig)
     for k, (dataset, rows) in enumerate(per_dataset.items()):
         ax = fig.add_subplot(1, n, k + 1)
+        ci_labelled = False  # the legend's CI entry goes on the first bar drawn, not on column 0
         for x, entry in enumerate(rows):
             values = entry[key]
             offsets = [0.0] if len(values) == 1 else [-0.15 + 0.3 * i / (len(values) - 1) for i in range(len(values))]
@@ -174,7 +175,8 @@ def per_row_figure(per_dataset, key, ylabel, title=None, axis=None, legend_at="b
             if ci is not None:
                 ax.errorbar([x], [entry["mean"]], yerr=[[entry["mean"] - ci[0]], [ci[1] - entry["mean"]]],
                             fmt="none", ecolor="black", capsize=6, zorder=2,
-                            label="95% CI of the mean" if x == 0 else None)
+                            label=None if ci_labelled else "95% CI of the mean")
+                ci_labelled = True
             ax.hlines(entry["mean"], x - 0.25, x + 0.25, colors="black", linewidth=2, zorder=4,
                       label="mean" if x == 0 else None)
         ax.set_xticks(range(len(rows)))
