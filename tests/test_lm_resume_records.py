@@ -10,12 +10,17 @@ from pn_fairseq.evaluation.lm_results import training_wall
 from pn_fairseq.evaluation.mlm_results import read_progress
 
 
-def _log(path, walls_by_segment):
-    lines = []
-    for walls in walls_by_segment:
+def _log(path, walls_by_segment, first_updates=None):
+    """A process per segment, logging every 100 updates; ``first_updates``: each process's first
+    logged update (default: a resumed process goes on from the one before)."""
+    lines, updates = [], 0
+    for i, walls in enumerate(walls_by_segment):
+        if first_updates is not None:
+            updates = first_updates[i] - 100
         lines.append("2026 | INFO | fairseq_cli.train | loaded checkpoint (resuming)")
-        for k, wall in enumerate(walls, start=1):
-            lines.append("2026 | INFO | train_inner | " + json.dumps({"num_updates": str(100 * k), "wall": str(wall)}))
+        for wall in walls:
+            updates += 100
+            lines.append("2026 | INFO | train_inner | " + json.dumps({"num_updates": str(updates), "wall": str(wall)}))
         lines.append("2026 | INFO | train | " + json.dumps({"train_wall": "999999", "train_num_updates": "7"}))
     path.write_text("\n".join(lines) + "\n")
 
@@ -24,11 +29,24 @@ def test_training_seconds_add_up_over_resumes(tmp_path):
     # fairseq's clock restarts in every resumed process: 300 + 250 + 40 seconds
     _log(tmp_path / "train.log", [[100, 200, 300], [50, 250], [40]])
     assert training_wall(str(tmp_path / "train.log")) == 590.0
-    assert read_progress(str(tmp_path / "train.log")) == (300, 590.0)
+    assert read_progress(str(tmp_path / "train.log")) == (600, 590.0)  # the last update logged
     _log(tmp_path / "one.log", [[100, 200, 300]])
     assert training_wall(str(tmp_path / "one.log")) == 300.0
     (tmp_path / "none.log").write_text("no records\n")
     assert training_wall(str(tmp_path / "none.log")) == 0.0
+
+
+def test_an_attempt_that_started_over_does_not_count(tmp_path):
+    # The Multi30k LM preln seed 1 log: a first process stopped after update 50 (223 s, no
+    # checkpoint), the queue started the run over into the same train.log: 4,898 s, not 5,121.
+    _log(tmp_path / "over.log", [[223], [100, 4898]], first_updates=[100, 100])
+    assert training_wall(str(tmp_path / "over.log")) == 4898.0
+    # started over after a resumed pair: both earlier processes are abandoned
+    _log(tmp_path / "twice.log", [[100, 200], [300], [50, 60]], first_updates=[100, 300, 100])
+    assert training_wall(str(tmp_path / "twice.log")) == 60.0
+    # resumed from a checkpoint before the first process's last log: both count
+    _log(tmp_path / "resumed.log", [[100, 200, 300], [120]], first_updates=[100, 200])
+    assert training_wall(str(tmp_path / "resumed.log")) == 420.0
 
 
 def _same(done, *command):

@@ -192,15 +192,23 @@ def log_records(path):
 def training_wall(path):
     """Seconds of training in a ``--log-format json`` training log, summed over resumed runs:
     fairseq's ``wall`` clock of the per-interval records starts again at 0 in a resumed process
-    (fairseq 0.12 does not restore it), so each drop closes a segment whose last value counts."""
-    total, last = 0.0, None
+    (fairseq 0.12 does not restore it), so each drop closes a segment whose last value counts.
+
+    A process that starts over (the queue restarts a run stopped before its first checkpoint;
+    ``train.log`` is appended to) logs updates from the beginning again: the segments it
+    supersedes, those that began at or after its first logged update, are abandoned work and
+    do not count."""
+    segments = []  # [first logged update, last wall] per process
+    last = None
     for record in log_records(path):
         if "wall" in record:
             wall = float(record["wall"])
-            if last is not None and wall < last:
-                total += last
-            last = wall
-    return total + (last or 0.0)
+            updates = int(float(record.get("num_updates", 0)))
+            if last is None or wall < last:
+                segments = [seg for seg in segments if seg[0] < updates]
+                segments.append([updates, wall])
+            segments[-1][1] = last = wall
+    return sum(wall for _, wall in segments)
 
 
 def read_validation(path):
