@@ -199,15 +199,14 @@ def training_wall(path):
     supersedes, those that began at or after its first logged update, are abandoned work and
     do not count."""
     segments = []  # [first logged update, last wall] per process
-    last = None
     for record in log_records(path):
         if "wall" in record:
             wall = float(record["wall"])
             updates = int(float(record.get("num_updates", 0)))
-            if last is None or wall < last:
+            if not segments or wall < segments[-1][1]:
                 segments = [seg for seg in segments if seg[0] < updates]
                 segments.append([updates, wall])
-            segments[-1][1] = last = wall
+            segments[-1][1] = wall
     return sum(wall for _, wall in segments)
 
 
