@@ -63,6 +63,25 @@ def test_queue_errors_are_one_line(tmp_path):
     one.write_text("true\n")
     proc = run(one, "--snapshot", "nonsense-rev")
     assert proc.stderr.strip() == "run_queue: error: --snapshot nonsense-rev: not a commit of this repository"
+    proc = run(one, "--threads", 0)
+    assert proc.returncode != 0 and proc.stderr.strip() == "run_queue: error: --threads must be at least 1"
+
+
+def test_threads_sets_each_jobs_thread_count_and_oversubscription_warns(tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    queue = tmp_path / "q.txt"
+    queue.write_text(f"echo $OMP_NUM_THREADS $MKL_NUM_THREADS > {marks}/a\n")
+    proc = run(queue, "--lanes", 1, "--threads", 2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (marks / "a").read_text().split() == ["2", "2"]
+    assert "1 at a time, 2 threads each" in proc.stdout
+    cpus = len(os.sched_getaffinity(0))
+    assert ("warning" in proc.stdout) == (2 > cpus)
+    (tmp_path / "q.txt.state.json").unlink()
+    proc = run(queue, "--lanes", 1, "--threads", cpus + 1)
+    assert (marks / "a").read_text().split() == [str(cpus + 1)] * 2
+    assert f"run_queue: warning: 1 lane(s) x {cpus + 1} thread(s) is more than this machine's {cpus} CPU(s)" in proc.stdout
 
 
 def test_two_queues_started_together_share_one_complete_snapshot(tmp_path):
