@@ -11,15 +11,24 @@ the same relative place under DEST: ``results.json``, ``scores.json``, ``results
 compares (``test.*.txt``), ``train.done`` / ``train.cmd``, and the JSON records of ``train.log``
 (training and validation lines, no model dumps). ``pn-results DEST`` and ``pn-plot`` then work
 on DEST as on SRC. Files are written through a temporary name, then renamed.
+
+A run that has started (``train.log`` or ``checkpoint_last.pt``) but not finished gets
+``DEST/<run>/in-progress.json`` instead (epoch and update of its last training record, when
+recorded): committed with the rest, it lets ``scripts/run_queue.py`` on a new machine name the
+runs whose checkpoints went with the old one. Archiving the finished run removes it.
 """
+import json
 import pathlib
 import shutil
 import sys
+import time
 
 KEEP = ("results.json", "scores.json", "scores.last.json", "train.done", "train.cmd",
         "results-lm.json", "eval-lm.log",  # language-model rows (scripts/run_lm_row.sh)
         "results-mlm.json")  # masked-LM rows (scripts/run_mlm_row.sh)
 RESULTS = ("results.json", "results-lm.json", "results-mlm.json")
+STARTED = ("train.log", "checkpoint_last.pt")
+PROGRESS = "in-progress.json"  # scripts/run_queue.py reads it
 
 
 def copy(src: pathlib.Path, dst: pathlib.Path, text: str = None):
@@ -30,6 +39,20 @@ def copy(src: pathlib.Path, dst: pathlib.Path, text: str = None):
     else:
         tmp.write_text(text)
     tmp.replace(dst)
+
+
+def last_training_record(log: pathlib.Path):
+    """``(epoch, num_updates)`` of the last training record of a ``--log-format json`` train.log, or Nones."""
+    if log.is_file():
+        for line in reversed(log.read_text(errors="replace").splitlines()):
+            if "| train_inner |" in line or "| train |" in line:
+                try:
+                    record = json.loads(line.split(" | ", 3)[3])
+                except (IndexError, ValueError):
+                    continue
+                updates = record.get("num_updates", record.get("train_num_updates"))
+                return record.get("epoch", record.get("train_epoch")), None if updates is None else int(updates)
+    return None, None
 
 
 def main(argv):
@@ -49,7 +72,15 @@ def main(argv):
             records = [line for line in log.read_text(errors="replace").splitlines()
                        if "| train_inner |" in line or "| train |" in line or "| valid |" in line]
             copy(log, out / "train.log", "\n".join(records) + "\n")
-    print(f"archive_results: {len(runs)} run(s) from {src} -> {dest}")
+        (out / PROGRESS).unlink(missing_ok=True)
+    unfinished = sorted({p.parent for name in STARTED for p in src.rglob(name)} - set(runs))
+    for run in unfinished:
+        epoch, updates = last_training_record(run / "train.log")
+        record = {"run_dir": str(run), "epoch": epoch, "num_updates": updates,
+                  "checkpoint_last": (run / "checkpoint_last.pt").is_file(), "recorded": time.strftime("%Y-%m-%d %H:%M")}
+        copy(None, dest / run.relative_to(src) / PROGRESS, json.dumps(record, indent=1) + "\n")
+    print(f"archive_results: {len(runs)} run(s) from {src} -> {dest}"
+          + (f"; {len(unfinished)} unfinished, recorded in {PROGRESS}" if unfinished else ""))
 
 
 if __name__ == "__main__":

@@ -33,8 +33,11 @@ scripts' ``checkpoints/<dataset>/<row>``; SEEDS=1,2 adds ``seed<k>/``) and says,
   names another archive; a line whose runs are only partly archived runs, with a warning);
 * resumes: ``checkpoint_last.pt`` exists (the row script continues from it);
 * lost, starting over: the state file says the job was started (or done) before, but it has
-  neither checkpoint_last.pt nor results.json here nor in the archive (a new machine, or a
-  run stopped before its first checkpoint). A job the state file calls done is run again then.
+  neither checkpoint_last.pt nor results.json here nor in the archive (a run stopped before its
+  first checkpoint). A job the state file calls done is run again then. On a new machine the
+  state file (in the ignored ``runs/``) is gone too: there the archive's ``in-progress.json``
+  (``archive_results.py`` writes one for each started, unfinished run) says how far an earlier
+  machine had taken the run.
 """
 import argparse
 import json
@@ -52,6 +55,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_PATHS = (".venv", "data-bin", "checkpoints")
 RESULT_FILES = ("results.json", "results-lm.json", "results-mlm.json")  # scripts/run_row.sh, run_lm_row.sh, run_mlm_row.sh
+PROGRESS = "in-progress.json"  # scripts/archive_results.py: a started run that had not finished
 SOURCE_ROOTS = (".", "data-prep")  # setup.py's package directories, relative to the repository
 
 
@@ -122,6 +126,17 @@ def archived(archive: pathlib.Path, rel, env):
     return path, None
 
 
+def progress(path: pathlib.Path):
+    """What an archived in-progress.json says of an unfinished run, as a phrase."""
+    try:
+        rec = json.loads(path.read_text())
+    except ValueError:
+        return f"{path} (not JSON) records it as started"
+    at = ", ".join(f"{k} {rec[k]}" for k in ("epoch", "num_updates") if rec.get(k) is not None)
+    return (f"{path} records it started on an earlier machine" + (f", at {at}" if at else "")
+            + (f" ({rec['recorded']})" if rec.get("recorded") else ""))
+
+
 def survey(jobs, state, archive: pathlib.Path, checkpoints: pathlib.Path):
     """What each job's runs left here and in the archive: ``{cmd: "archived" | "run"}``, and one
     line per job worth saying (archived, resumes, lost, settings differ)."""
@@ -146,8 +161,8 @@ def survey(jobs, state, archive: pathlib.Path, checkpoints: pathlib.Path):
             elif path is not None:
                 kinds.append("archived")
                 found.append(path)
-            elif old.get("status") in ("running", "done", "failed"):  # started by an earlier start
-                kinds.append("lost")
+            elif old.get("status") in ("running", "done", "failed") or (archive / rel / PROGRESS).is_file():
+                kinds.append("lost")  # started by an earlier start, here or on an earlier machine
             else:
                 kinds.append("new")
         lines += notes
@@ -163,6 +178,9 @@ def survey(jobs, state, archive: pathlib.Path, checkpoints: pathlib.Path):
             where = checkpoints / rel
             if kind == "resumes":
                 lines.append(f"run_queue: resumes [{i}] {cmd}: from {where / 'checkpoint_last.pt'}")
+            elif kind == "lost" and old.get("status") not in ("running", "done", "failed"):
+                lines.append(f"run_queue: lost [{i}] {cmd}: {progress(archive / rel / PROGRESS)}, but {where} has "
+                             "no checkpoint_last.pt (its checkpoints went with that machine): starting over")
             elif kind == "lost":
                 had = ("has a train.log but no checkpoint (stopped in its first epoch)" if (where / "train.log").is_file()
                        else "has neither checkpoint_last.pt nor results.json")

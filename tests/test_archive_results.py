@@ -1,4 +1,5 @@
 """scripts/archive_results.py: the committed copy of finished runs holds what pn-results reads."""
+import json
 import subprocess
 import sys
 
@@ -55,3 +56,37 @@ def test_archive_keeps_masked_lm_runs(tmp_path):
     assert proc.returncode == 0 and "1 run(s)" in proc.stdout, proc.stderr
     out = tmp_path / "dst" / "bert-multi30k" / "preln-pn" / "seed1"
     assert sorted(p.name for p in out.iterdir()) == ["results-mlm.json", "train.log"]
+
+
+def test_archive_records_unfinished_runs_until_they_finish(tmp_path):
+    """A started, unfinished run leaves in-progress.json (how far it got) in the archive, so that a
+    new machine can tell it was lost; archiving it once finished removes the record."""
+    run = tmp_path / "src" / "multi30k-converged" / "bn" / "seed1"
+    run.mkdir(parents=True)
+    (run / "checkpoint_last.pt").write_bytes(b"x" * 100)
+    (run / "train.log").write_text(
+        '2026-12-07 10:15:00 | INFO | train_inner | {"epoch": 17, "update": 16.5, "num_updates": "1950"}\n'
+        '2026-12-07 10:16:00 | INFO | valid | {"epoch": 16, "valid_loss": "4.1", "valid_num_updates": "1936"}\n')
+    early = tmp_path / "src" / "multi30k-converged" / "pn" / "seed2"
+    early.mkdir(parents=True)
+    (early / "train.log").write_text("2026 | INFO | fairseq | model dump\n")  # stopped before any record
+
+    def archive():
+        proc = subprocess.run([sys.executable, str(REPO / "scripts" / "archive_results.py"), tmp_path / "src",
+                               tmp_path / "dst"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    said = archive()
+    assert "0 run(s)" in said and "2 unfinished, recorded in in-progress.json" in said
+    out = tmp_path / "dst" / "multi30k-converged"
+    assert [p.name for p in (out / "bn" / "seed1").iterdir()] == ["in-progress.json"]
+    rec = json.loads((out / "bn" / "seed1" / "in-progress.json").read_text())
+    assert (rec["epoch"], rec["num_updates"], rec["checkpoint_last"]) == (17, 1950, True)
+    assert rec["run_dir"] == str(run)
+    rec = json.loads((out / "pn" / "seed2" / "in-progress.json").read_text())
+    assert (rec["epoch"], rec["num_updates"], rec["checkpoint_last"]) == (None, None, False)
+    (run / "results.json").write_text('{"row": "bn"}\n')
+    assert "1 run(s)" in archive()
+    assert sorted(p.name for p in (out / "bn" / "seed1").iterdir()) == ["results.json", "train.log"]
+    assert (out / "pn" / "seed2" / "in-progress.json").is_file()

@@ -291,3 +291,28 @@ def test_language_model_results_count_as_finished_and_archived(tmp_path):
     # the archive's SEED is checked where the file records one
     path, why = rq.archived(res, "bert-multi30k/preln-pn/seed1", {"SEED": "2"})
     assert path is None and "the line sets SEED=2" in why
+
+
+def test_on_a_new_machine_an_archived_in_progress_record_names_the_lost_run(tmp_path):
+    """No state file (it lived in the old machine's runs/), no checkpoints: the archive's
+    in-progress.json (scripts/archive_results.py) is what tells a lost run from a new one."""
+    rq = _module()
+    archive, checkpoints = tmp_path / "results", tmp_path / "checkpoints"
+    lost = archive / "multi30k-converged" / "bn" / "seed1"
+    lost.mkdir(parents=True)
+    (lost / "in-progress.json").write_text(json.dumps(
+        {"run_dir": "checkpoints/multi30k-converged/bn/seed1", "epoch": 17, "num_updates": 1950,
+         "checkpoint_last": True, "recorded": "2026-12-07 10:16"}))
+    jobs = [f"SEED=1 SAVE_DIR=checkpoints/multi30k-converged/{row}/seed1 bash scripts/multi30k-converged/{row}.sh"
+            for row in ("bn", "pnv")]
+    plan, lines = rq.survey(jobs, rq.State(tmp_path / "q.txt.state.json", jobs), archive, checkpoints)
+    assert plan == {jobs[0]: "run", jobs[1]: "run"}
+    assert lines == [f"run_queue: lost [0] {jobs[0]}: {lost / 'in-progress.json'} records it started on an earlier "
+                     "machine, at epoch 17, num_updates 1950 (2026-12-07 10:16), but "
+                     f"{checkpoints / 'multi30k-converged' / 'bn' / 'seed1'} has no checkpoint_last.pt (its checkpoints "
+                     "went with that machine): starting over"]
+    # the same run resumed on this machine is not lost
+    (checkpoints / "multi30k-converged" / "bn" / "seed1").mkdir(parents=True)
+    (checkpoints / "multi30k-converged" / "bn" / "seed1" / "checkpoint_last.pt").write_bytes(b"")
+    plan, lines = rq.survey(jobs, rq.State(tmp_path / "q.txt.state.json", jobs), archive, checkpoints)
+    assert [line.split(" [")[0] for line in lines] == ["run_queue: resumes"]
