@@ -23,6 +23,8 @@ import shutil
 import sys
 import time
 
+from pn_fairseq.evaluation.lm_results import log_records  # the project's one train.log reader
+
 KEEP = ("results.json", "scores.json", "scores.last.json", "train.done", "train.cmd",
         "results-lm.json", "eval-lm.log",  # language-model rows (scripts/run_lm_row.sh)
         "results-mlm.json")  # masked-LM rows (scripts/run_mlm_row.sh)
@@ -43,16 +45,13 @@ def copy(src: pathlib.Path, dst: pathlib.Path, text: str = None):
 
 def last_training_record(log: pathlib.Path):
     """``(epoch, num_updates)`` of the last training record of a ``--log-format json`` train.log, or Nones."""
+    last = None, None
     if log.is_file():
-        for line in reversed(log.read_text(errors="replace").splitlines()):
-            if "| train_inner |" in line or "| train |" in line:
-                try:
-                    record = json.loads(line.split(" | ", 3)[3])
-                except (IndexError, ValueError):
-                    continue
-                updates = record.get("num_updates", record.get("train_num_updates"))
-                return record.get("epoch", record.get("train_epoch")), None if updates is None else int(updates)
-    return None, None
+        for record in log_records(log):
+            updates = record.get("num_updates", record.get("train_num_updates"))  # train_inner / epoch-end train
+            if updates is not None:
+                last = record.get("epoch", record.get("train_epoch")), int(updates)
+    return last
 
 
 def main(argv):

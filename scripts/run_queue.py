@@ -11,7 +11,7 @@ and a later start (after a session stop) continues with the same code. The snaps
 checkout's ``.venv``, ``data-bin/`` and ``checkpoints/`` (links), and imports its own
 packages (PYTHONPATH: the snapshot's root and ``data-prep/``, where setup.py finds them; the
 venv's editable install would otherwise hand every job this checkout's ``pn_dataprep``). Every job runs with one thread (``OMP_NUM_THREADS=1``; ``--threads N`` gives each N, for a
-lane alone on the machine: two threads train a Multi30k row about 1.6x as fast as one), ``nice``
+lane alone on the machine: two threads train a Multi30k LM row about 1.6x as fast as one), ``nice``
 and ``CPU=1`` (started with ``setsid``, the queue's session group is niced too: under
 Linux's autogroup scheduling a plain ``nice`` job in its own session takes half the CPU from
 the user's shell); row scripts resume an interrupted run from ``checkpoint_last.pt`` and skip a
@@ -143,6 +143,7 @@ def survey(jobs, state, archive: pathlib.Path, checkpoints: pathlib.Path):
     plan, lines = {}, []
     for i, cmd in enumerate(jobs):
         old = state.jobs[cmd]
+        started = old.get("status") in ("running", "done", "failed")  # by an earlier start of this queue
         parsed = row_command(cmd)
         if parsed is None:
             plan[cmd] = "skip" if old.get("status") == "done" else "run"
@@ -161,8 +162,8 @@ def survey(jobs, state, archive: pathlib.Path, checkpoints: pathlib.Path):
             elif path is not None:
                 kinds.append("archived")
                 found.append(path)
-            elif old.get("status") in ("running", "done", "failed") or (archive / rel / PROGRESS).is_file():
-                kinds.append("lost")  # started by an earlier start, here or on an earlier machine
+            elif started or (archive / rel / PROGRESS).is_file():  # the latter: on an earlier machine
+                kinds.append("lost")
             else:
                 kinds.append("new")
         lines += notes
@@ -178,7 +179,7 @@ def survey(jobs, state, archive: pathlib.Path, checkpoints: pathlib.Path):
             where = checkpoints / rel
             if kind == "resumes":
                 lines.append(f"run_queue: resumes [{i}] {cmd}: from {where / 'checkpoint_last.pt'}")
-            elif kind == "lost" and old.get("status") not in ("running", "done", "failed"):
+            elif kind == "lost" and not started:
                 lines.append(f"run_queue: lost [{i}] {cmd}: {progress(archive / rel / PROGRESS)}, but {where} has "
                              "no checkpoint_last.pt (its checkpoints went with that machine): starting over")
             elif kind == "lost":
