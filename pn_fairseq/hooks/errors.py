@@ -97,6 +97,13 @@ def _torch_load_target(tb):
     return target
 
 
+def _raised_inside_torch_load(tb) -> bool:
+    """Whether the exception escaped from ``torch.load`` itself: random or cut bytes make its
+    unpickler raise whatever the stray opcode hits (IndexError, KeyError, UnicodeDecodeError,
+    not only UnpicklingError), while a readable file of the wrong content fails after it returns."""
+    return any(code.co_filename.endswith(os.path.join("torch", "serialization.py")) for code in _frames(tb))
+
+
 def _frames(tb):
     while tb is not None:
         yield tb.tb_frame.f_code
@@ -137,6 +144,7 @@ def explain(exc) -> str:
     for e in _chain(exc):
         target = _torch_load_target(e.__traceback__)
         corrupt = isinstance(e, _CORRUPT) or (
+            isinstance(e, Exception) and not isinstance(e, MemoryError) and _raised_inside_torch_load(e.__traceback__)) or (
             isinstance(e, RuntimeError) and ("PytorchStreamReader" in str(e) or "zip archive" in str(e)))
         if target is not None and corrupt:
             return (f"cannot read checkpoint {target}: it is truncated or not a PyTorch/fairseq checkpoint "
