@@ -96,6 +96,27 @@ def test_seed_sources_and_duplicates(tmp_path):
     assert str(tmp_path / "b" / "results.json") in str(info.value) and str(tmp_path / "c" / "results.json") in str(info.value)
 
 
+def test_archived_in_progress_record_is_an_unfinished_seed_not_a_missing_one(tmp_path, capsys):
+    # results/ holds no train.log of a run under way, only scripts/archive_results.py's record
+    seed_tree(tmp_path, {"preln": {1: 40.6, 2: 41.4}, "pn": {1: 41.3}, "bn": {1: 40.7}})
+    (tmp_path / "pn" / "seed2").mkdir()
+    (tmp_path / "pn" / "seed2" / "in-progress.json").write_text(json.dumps(
+        {"run_dir": "checkpoints/x/pn/seed2", "epoch": 17, "num_updates": 2057, "checkpoint_last": True,
+         "recorded": "2026-12-07 15:14"}))
+    (tmp_path / "bn" / "seed2").mkdir()
+    (tmp_path / "bn" / "seed2" / "in-progress.json").write_text("{not json")
+    groups = results.collect_runs([str(tmp_path)])[0]
+    pn, bn = groups[("pn", "multi30k")], groups[("bn", "multi30k")]
+    assert [(u.seed, u.state) for u in pn.unfinished] == [
+        (2, "not finished when archived 2026-12-07 15:14 (at epoch 17, update 2057) (in-progress.json)")]
+    assert pn.missing_seeds == [] and pn.bleus == [41.3]
+    assert [(u.seed, u.state) for u in bn.unfinished] == [
+        (2, "started, not finished when archived (in-progress.json unreadable)")]
+    assert results_cli.main([str(tmp_path), "--no-significance"]) == 0
+    text = capsys.readouterr().out
+    assert "| pn | 1 of 2 | 41.30 | — | 1: 41.30, 2: unfinished |" in text and "- pn: no run for seed(s) 2" not in text
+
+
 def test_unclaimed_unfinished_run_is_listed(tmp_path, capsys):
     write_result(tmp_path / "preln", "preln", "multi30k", 31.0)
     (tmp_path / "other").mkdir()

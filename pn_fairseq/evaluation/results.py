@@ -205,7 +205,10 @@ def find_result_files(paths):
     return _walk(paths)[0]
 
 
-_RUN_MARKERS = ("train.log", "train.done", "checkpoint_last.pt")
+# scripts/archive_results.py writes it into the archive for a run started but not finished, so
+# that a results/ tree says which seeds are under way where it holds no train.log of theirs.
+PROGRESS = "in-progress.json"
+_RUN_MARKERS = ("train.log", "train.done", "checkpoint_last.pt", PROGRESS)
 _SEED_DIR_RE = re.compile(r"seed(\d+)")
 _LOGGED_UPDATES_RE = re.compile(r'num_updates": "?(\d+)')
 
@@ -237,6 +240,8 @@ def unfinished_state(run_dir):
     """What an unfinished run directory holds, in words."""
     if os.path.isfile(os.path.join(run_dir, "train.done")):
         return "trained, not scored (no results.json)"
+    if not os.path.isfile(os.path.join(run_dir, "train.log")) and os.path.isfile(os.path.join(run_dir, PROGRESS)):
+        return archived_progress(os.path.join(run_dir, PROGRESS))
     last = None
     try:
         with open(os.path.join(run_dir, "train.log"), encoding="utf-8", errors="replace") as f:
@@ -247,6 +252,21 @@ def unfinished_state(run_dir):
         pass
     where = f", last logged update {last}" if last is not None else ""
     return f"training or stopped (no train.done{where})"
+
+
+def archived_progress(path):
+    """What an archived in-progress.json (scripts/archive_results.py) says of its run, in words."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict):
+        return f"started, not finished when archived ({PROGRESS} unreadable)"
+    at = ", ".join(f"{name} {record[key]}" for key, name in (("epoch", "epoch"), ("num_updates", "update"))
+                   if record.get(key) is not None)
+    when = f" {record['recorded']}" if record.get("recorded") else ""
+    return f"not finished when archived{when}" + (f" (at {at})" if at else "") + f" ({PROGRESS})"
 
 
 OFF_RECIPE = "†"
