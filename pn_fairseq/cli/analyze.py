@@ -195,7 +195,10 @@ def cmd_epochs(args, report):
         report(note)
     runs = epoch_figures.collect(pairs)
     for run in runs:
-        print(f"{run['label']} ({run['row'] or 'row unknown'}):\n{format_table(run['scores'])}")
+        # The row in parentheses is a Pre-LN grid row (its schedule labels the figure); other runs,
+        # Table 1's rows among them, have none to name.
+        named = f" ({run['row']})" if run["row"] else ""
+        print(f"{run['label']}{named}:\n{format_table(run['scores'])}")
     runs = epoch_figures.group_seeds(runs, args.band)
     for run in runs:
         if "seed_scores" not in run:
