@@ -147,3 +147,31 @@ def test_report_draws_a_rows_seeds_as_one_band(tmp_path, monkeypatch):
     for spec in drawn:
         (line,) = spec["panels"][0]["lines"]
         assert line["values"] == pytest.approx(BLEU_MEAN) and line["band"]["hi"] == pytest.approx(BLEU_MAX)
+
+
+def test_from_epoch_draws_the_later_epochs_only_and_refuses_an_epoch_past_the_runs(tmp_path):
+    row = tmp_path / "pn"
+    seed_runs(row)
+    out = tmp_path / "out"
+    proc = analyze(row, "--band", "std", "--from-epoch", "3", "--out", out)
+    assert "epochs-from3.png" in proc.stdout and (out / "epochs-from3.png").stat().st_size > 0
+    assert not (out / "epochs.png").exists()
+    spec = json.loads((out / "epochs-from3.json").read_text())
+    assert "from epoch 3" in spec["title"] and spec["from_epoch"] == 3
+    bleu, loss = (panel["lines"][0] for panel in spec["panels"])
+    assert bleu["epochs"] == loss["epochs"] == [3, 4]
+    assert bleu["values"] == pytest.approx(BLEU_MEAN[2:]) and bleu["std"] == pytest.approx(BLEU_STD[2:])
+    assert bleu["band"]["lo"] == pytest.approx([BLEU_MEAN[2] - 3, 34.5 - math.sqrt(0.5)])
+    assert loss["values"] == pytest.approx(LOSS_MEAN[2:]) and bleu["n_seeds"] == [3, 2] and bleu["partial"] == [4]
+    assert bleu["seed_values"] == [[30, 34], [33, 35], [27, None]]
+    # the printed tables keep every epoch
+    assert "    1 " in proc.stdout
+    # zoomed in: the BLEU axis is cut near the drawn values, not started at 0 as in epochs.png
+    from pn_fairseq.analysis.epoch_figures import plot
+    assert plot(spec, spec["title"]).axes[0].get_ylim()[0] > 20
+    spec.pop("from_epoch")
+    assert plot(spec, spec["title"]).axes[0].get_ylim()[0] == 0
+    for bad, says in (("5", "no run logged a validation at epoch 5 or later"), ("0", "epochs count from 1")):
+        failed = subprocess.run([str(BIN / "pn-analyze"), "epochs", str(row), "--from-epoch", bad, "--out",
+                                 str(tmp_path / "o")], capture_output=True, text=True)
+        assert failed.returncode == 2 and says in failed.stderr and "Traceback" not in failed.stderr

@@ -90,6 +90,9 @@ def build_parser():
                    help="the seed<k> runs of one row directory drawn as their mean per epoch with a band: the "
                    "seeds' min-max, or mean +- std (n - 1); none: a line per seed (default: %(default)s). An "
                    "epoch some seeds lack is averaged over those that have it, with an open marker")
+    p.add_argument("--from-epoch", type=int, default=None, metavar="N",
+                   help="draw epochs N and later only, so that the converged epochs' differences show (the "
+                   "first epochs' losses span several bits); writes epochs-fromN.png/.json beside epochs.png")
 
     p = add("report", "one self-contained HTML page (OUT/report.html) of everything under DIR")
     p.add_argument("dir", metavar="DIR", help="experiment directory (run directories, figures)")
@@ -216,8 +219,13 @@ def cmd_epochs(args, report):
         report(f"{label}: not one of {args.layout}'s rows, left out of the figure (--layout runs draws every run)")
     drawn = [r["label"] for r in runs if r["label"] not in spec["left_out"]]
     spec["title"] = f"Validation BLEU and loss per epoch ({args.layout}): {_title_list(drawn)}"
+    name = "epochs"
+    if args.from_epoch is not None:
+        spec = epoch_figures.from_epoch(spec, args.from_epoch)
+        spec["title"] = spec["title"].replace(" per epoch ", f" per epoch from epoch {args.from_epoch} ", 1)
+        name = f"epochs-from{args.from_epoch}"
     spec["band"] = args.band
-    _write(args.out, "epochs", epoch_figures.plot(spec, spec["title"]), spec)
+    _write(args.out, name, epoch_figures.plot(spec, spec["title"]), spec)
 
 
 def cmd_report(args, report):
