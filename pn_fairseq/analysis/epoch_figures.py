@@ -321,33 +321,17 @@ def _band_line(run, metric):
     }
 
 
-_PER_EPOCH = ("values", "std", "n_seeds")  # a line's lists that run along its "epochs"
-
-
-def from_epoch(spec, first):
-    """:func:`panels`' spec with every line cut to its epochs >= ``first`` (the losses of the first
-    epochs span several bits and flatten the converged ones' hundredths); the printed tables keep
-    every epoch. An error when no line has such an epoch."""
+def from_epoch(runs, first):
+    """:func:`collect`'s runs with their scores cut to epochs >= ``first``, before the seeds are
+    averaged (the losses of the first epochs span several bits and flatten the converged ones'
+    hundredths). An error when no run has such an epoch."""
     if first < 1:
         raise AnalysisError(f"--from-epoch {first}: epochs count from 1; pass 1 or more")
-    for panel in spec["panels"]:
-        for line in panel["lines"]:
-            keep = [i for i, e in enumerate(line["epochs"]) if e >= first]
-            for key in ("epochs",) + _PER_EPOCH:
-                if key in line:
-                    line[key] = [line[key][i] for i in keep]
-            if "band" in line:
-                line["band"]["lo"] = [line["band"]["lo"][i] for i in keep]
-                line["band"]["hi"] = [line["band"]["hi"][i] for i in keep]
-            if "seed_values" in line:
-                line["seed_values"] = [[values[i] for i in keep] for values in line["seed_values"]]
-            if "partial" in line:
-                line["partial"] = [e for e in line["partial"] if e >= first]
-    if not any(line["epochs"] for panel in spec["panels"] for line in panel["lines"]):
+    cut = [dict(run, scores=[s for s in run["scores"] if s["epoch"] >= first]) for run in runs]
+    if not any(run["scores"] for run in cut):
         raise AnalysisError(f"--from-epoch {first}: no run logged a validation at epoch {first} or later; "
                             "pass a smaller epoch")
-    spec["from_epoch"] = first
-    return spec
+    return cut
 
 
 def plot(spec, title):

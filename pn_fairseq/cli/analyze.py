@@ -202,6 +202,8 @@ def cmd_epochs(args, report):
         # Table 1's rows among them, have none to name.
         named = f" ({run['row']})" if run["row"] else ""
         print(f"{run['label']}{named}:\n{format_table(run['scores'])}")
+    if args.from_epoch is not None:  # the tables above keep every epoch; the seeds' means and the figure do not
+        runs = epoch_figures.from_epoch(runs, args.from_epoch)
     runs = epoch_figures.group_seeds(runs, args.band)
     for run in runs:
         if "seed_scores" not in run:
@@ -218,13 +220,11 @@ def cmd_epochs(args, report):
     for label in spec["left_out"]:
         report(f"{label}: not one of {args.layout}'s rows, left out of the figure (--layout runs draws every run)")
     drawn = [r["label"] for r in runs if r["label"] not in spec["left_out"]]
-    spec["title"] = f"Validation BLEU and loss per epoch ({args.layout}): {_title_list(drawn)}"
-    name = "epochs"
-    if args.from_epoch is not None:
-        spec = epoch_figures.from_epoch(spec, args.from_epoch)
-        spec["title"] = spec["title"].replace(" per epoch ", f" per epoch from epoch {args.from_epoch} ", 1)
-        name = f"epochs-from{args.from_epoch}"
+    since = "" if args.from_epoch is None else f" from epoch {args.from_epoch}"
+    spec["title"] = f"Validation BLEU and loss per epoch{since} ({args.layout}): {_title_list(drawn)}"
+    spec["from_epoch"] = args.from_epoch  # plot() fits the BLEU axis to the epochs drawn
     spec["band"] = args.band
+    name = "epochs" if args.from_epoch is None else f"epochs-from{args.from_epoch}"
     _write(args.out, name, epoch_figures.plot(spec, spec["title"]), spec)
 
 
