@@ -55,6 +55,55 @@ def test_palette_is_one_colour_per_row_and_stable_for_unknown_names():
     assert here in figures.FALLBACK
 
 
+def _lab(color):
+    """CIELAB (D65) of an sRGB colour, by the CIE formulas: here, not in the product."""
+    rgb = [int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    xyz = [sum(m * c for m, c in zip(row, lin)) for row in
+           ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))]
+    f = [t ** (1 / 3) if t > 216 / 24389 else (24389 / 27 * t + 16) / 116
+         for t in (xyz[0] / 0.95047, xyz[1], xyz[2] / 1.08883)]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+def _delta_e(a, b):  # CIE76: about 2 is the smallest difference seen; lines side by side need far more
+    return sum((x - y) ** 2 for x, y in zip(_lab(a), _lab(b))) ** 0.5
+
+
+def _documented_epoch_figures():
+    """``pn-analyze epochs`` commands of docs/results.md that draw from results/: argument lists,
+    braces expanded by bash as a reader's shell would."""
+    text = (REPO / "docs" / "results.md").read_text().replace("\\\n", " ")
+    commands = [line.split("#")[0] for line in text.splitlines()
+                if line.startswith("pn-analyze epochs results/") and "<" not in line]
+    return [subprocess.run(["bash", "-c", 'printf "%s\\n" ' + cmd[len("pn-analyze "):]], capture_output=True,
+                           text=True, check=True).stdout.split() for cmd in commands]
+
+
+def test_lab_conversion_matches_published_values():
+    assert _lab("#ffffff") == pytest.approx((100, 0, 0), abs=0.05)
+    assert _lab("#ff0000") == pytest.approx((53.24, 80.09, 67.20), abs=0.05)  # sRGB red, CIE D65
+
+
+@pytest.mark.parametrize("argv", _documented_epoch_figures(), ids=lambda a: a[a.index("--out") + 1])
+def test_lines_of_a_documented_figure_are_told_apart_by_colour_or_style(argv):
+    # postln-fixed1e-4 was drawn in a brown 17 CIE76 units from postln-lr1e-3-warmup4k's, beside it
+    # in docs/figures/preln-multi30k-fixed: two lines a reader could not tell apart.
+    from pn_fairseq.analysis import epoch_figures
+    from pn_fairseq.analysis.logs import run_labels
+    args = analyze.build_parser().parse_args(argv)
+    pairs, _ = epoch_figures.expand_row_dirs(run_labels([os.path.join(REPO, r) for r in args.runs]))
+    runs = epoch_figures.group_seeds(epoch_figures.collect(pairs), args.band)
+    spec = epoch_figures.panels(runs, args.layout)
+    assert len(spec["panels"]) >= 2
+    for panel in spec["panels"]:
+        lines = [(figures.row_color(line["color_key"]), line["style"], line["label"]) for line in panel["lines"]]
+        assert len(lines) >= 2
+        for i, (colour, style, label) in enumerate(lines):
+            for other, other_style, other_label in lines[:i]:
+                assert style != other_style or _delta_e(colour, other) >= 20, (label, other_label, colour, other)
+
+
 # ------------------------------------------------------------------------------------------
 # Two figures of one report page
 
