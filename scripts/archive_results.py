@@ -15,7 +15,10 @@ on DEST as on SRC. Files are written through a temporary name, then renamed.
 A run that has started (``train.log`` or ``checkpoint_last.pt``) but not finished gets
 ``DEST/<run>/in-progress.json`` instead (epoch and update of its last training record, when
 recorded): committed with the rest, it lets ``scripts/run_queue.py`` on a new machine name the
-runs whose checkpoints went with the old one. Archiving the finished run removes it.
+runs whose checkpoints went with the old one. Beside it, ``train.partial.log`` keeps the records
+so far (``pn-analyze epochs DEST/<run>/train.partial.log`` draws them): the epochs a run reached
+before its machine went are evidence too, not a ``train.log`` that a reader could take for a
+finished run's. Archiving the finished run removes both.
 """
 import json
 import pathlib
@@ -31,6 +34,13 @@ KEEP = ("results.json", "scores.json", "scores.last.json", "train.done", "train.
 RESULTS = ("results.json", "results-lm.json", "results-mlm.json")
 STARTED = ("train.log", "checkpoint_last.pt")
 PROGRESS = "in-progress.json"  # scripts/run_queue.py reads it
+PARTIAL_LOG = "train.partial.log"
+
+
+def log_records_text(log: pathlib.Path):
+    """The training and validation lines of a train.log (no model dumps, no warnings)."""
+    return "".join(line + "\n" for line in log.read_text(errors="replace").splitlines()
+                   if "| train_inner |" in line or "| train |" in line or "| valid |" in line)
 
 
 def copy(src: pathlib.Path, dst: pathlib.Path, text: str = None):
@@ -68,16 +78,18 @@ def main(argv):
                 copy(f, out / f.name)
         log = run / "train.log"
         if log.is_file():
-            records = [line for line in log.read_text(errors="replace").splitlines()
-                       if "| train_inner |" in line or "| train |" in line or "| valid |" in line]
-            copy(log, out / "train.log", "\n".join(records) + "\n")
+            copy(log, out / "train.log", log_records_text(log))
         (out / PROGRESS).unlink(missing_ok=True)
+        (out / PARTIAL_LOG).unlink(missing_ok=True)
     unfinished = sorted({p.parent for name in STARTED for p in src.rglob(name)} - set(runs))
     for run in unfinished:
         epoch, updates = last_training_record(run / "train.log")
         record = {"run_dir": str(run), "epoch": epoch, "num_updates": updates,
                   "checkpoint_last": (run / "checkpoint_last.pt").is_file(), "recorded": time.strftime("%Y-%m-%d %H:%M")}
         copy(None, dest / run.relative_to(src) / PROGRESS, json.dumps(record, indent=1) + "\n")
+        records = log_records_text(run / "train.log") if (run / "train.log").is_file() else ""
+        if records:
+            copy(None, dest / run.relative_to(src) / PARTIAL_LOG, records)
     print(f"archive_results: {len(runs)} run(s) from {src} -> {dest}"
           + (f"; {len(unfinished)} unfinished, recorded in {PROGRESS}" if unfinished else ""))
 

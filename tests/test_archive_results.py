@@ -60,13 +60,15 @@ def test_archive_keeps_masked_lm_runs(tmp_path):
 
 def test_archive_records_unfinished_runs_until_they_finish(tmp_path):
     """A started, unfinished run leaves in-progress.json (how far it got) in the archive, so that a
-    new machine can tell it was lost; archiving it once finished removes the record."""
+    new machine can tell it was lost, and train.partial.log (its records so far, which pn-analyze
+    epochs reads); archiving it once finished removes both."""
     run = tmp_path / "src" / "multi30k-converged" / "bn" / "seed1"
     run.mkdir(parents=True)
     (run / "checkpoint_last.pt").write_bytes(b"x" * 100)
     (run / "train.log").write_text(
-        '2026-12-07 10:15:00 | INFO | train_inner | {"epoch": 17, "update": 16.5, "num_updates": "1950"}\n'
-        '2026-12-07 10:16:00 | INFO | valid | {"epoch": 16, "valid_loss": "4.1", "valid_num_updates": "1936"}\n')
+        "2026 | INFO | fairseq | model dump\n"
+        '2026-12-07 10:16:00 | INFO | valid | {"epoch": 16, "valid_loss": "4.1", "valid_num_updates": "1936"}\n'
+        '2026-12-07 10:15:00 | INFO | train_inner | {"epoch": 17, "update": 16.5, "num_updates": "1950"}\n')
     early = tmp_path / "src" / "multi30k-converged" / "pn" / "seed2"
     early.mkdir(parents=True)
     (early / "train.log").write_text("2026 | INFO | fairseq | model dump\n")  # stopped before any record
@@ -80,7 +82,12 @@ def test_archive_records_unfinished_runs_until_they_finish(tmp_path):
     said = archive()
     assert "0 run(s)" in said and "2 unfinished, recorded in in-progress.json" in said
     out = tmp_path / "dst" / "multi30k-converged"
-    assert [p.name for p in (out / "bn" / "seed1").iterdir()] == ["in-progress.json"]
+    assert sorted(p.name for p in (out / "bn" / "seed1").iterdir()) == ["in-progress.json", "train.partial.log"]
+    partial = out / "bn" / "seed1" / "train.partial.log"
+    assert partial.read_text() == "".join((run / "train.log").read_text().splitlines(keepends=True)[1:])
+    from pn_fairseq.analysis.epoch_scores import epoch_scores
+    assert [(s["epoch"], s["loss"]) for s in epoch_scores(str(partial))] == [(16, 4.1)]
+    assert [p.name for p in (out / "pn" / "seed2").iterdir()] == ["in-progress.json"]  # no record, no log
     rec = json.loads((out / "bn" / "seed1" / "in-progress.json").read_text())
     assert (rec["epoch"], rec["num_updates"], rec["checkpoint_last"]) == (17, 1950, True)
     assert rec["run_dir"] == str(run)
