@@ -16,7 +16,7 @@ A run that has started (``train.log`` or ``checkpoint_last.pt``) but not finishe
 ``DEST/<run>/in-progress.json`` instead (epoch and update of its last training record, when
 recorded): committed with the rest, it lets ``scripts/run_queue.py`` on a new machine name the
 runs whose checkpoints went with the old one. Beside it, ``train.partial.log`` keeps the records
-so far (``pn-analyze epochs DEST/<run>/train.partial.log`` draws them): the epochs a run reached
+so far (and ``train.cmd``) (``pn-analyze epochs DEST/<run>/train.partial.log`` draws them): the epochs a run reached
 before its machine went are evidence too, not a ``train.log`` that a reader could take for a
 finished run's. Archiving the finished run removes both.
 """
@@ -90,6 +90,8 @@ def main(argv):
         records = log_records_text(run / "train.log") if (run / "train.log").is_file() else ""
         if records:
             copy(None, dest / run.relative_to(src) / PARTIAL_LOG, records)
+            if (run / "train.cmd").is_file():  # the figures' legends read its --warmup-updates
+                copy(run / "train.cmd", dest / run.relative_to(src) / "train.cmd")
     print(f"archive_results: {len(runs)} run(s) from {src} -> {dest}"
           + (f"; {len(unfinished)} unfinished, recorded in {PROGRESS}" if unfinished else ""))
 

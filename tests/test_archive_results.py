@@ -65,6 +65,7 @@ def test_archive_records_unfinished_runs_until_they_finish(tmp_path):
     run = tmp_path / "src" / "multi30k-converged" / "bn" / "seed1"
     run.mkdir(parents=True)
     (run / "checkpoint_last.pt").write_bytes(b"x" * 100)
+    (run / "train.cmd").write_text("fairseq-train --warmup-updates 880\n")
     (run / "train.log").write_text(
         "2026 | INFO | fairseq | model dump\n"
         '2026-12-07 10:16:00 | INFO | valid | {"epoch": 16, "valid_loss": "4.1", "valid_num_updates": "1936"}\n'
@@ -82,7 +83,7 @@ def test_archive_records_unfinished_runs_until_they_finish(tmp_path):
     said = archive()
     assert "0 run(s)" in said and "2 unfinished, recorded in in-progress.json" in said
     out = tmp_path / "dst" / "multi30k-converged"
-    assert sorted(p.name for p in (out / "bn" / "seed1").iterdir()) == ["in-progress.json", "train.partial.log"]
+    assert sorted(p.name for p in (out / "bn" / "seed1").iterdir()) == ["in-progress.json", "train.cmd", "train.partial.log"]
     partial = out / "bn" / "seed1" / "train.partial.log"
     assert partial.read_text() == "".join((run / "train.log").read_text().splitlines(keepends=True)[1:])
     from pn_fairseq.analysis.epoch_scores import epoch_scores
@@ -95,5 +96,5 @@ def test_archive_records_unfinished_runs_until_they_finish(tmp_path):
     assert (rec["epoch"], rec["num_updates"], rec["checkpoint_last"]) == (None, None, False)
     (run / "results.json").write_text('{"row": "bn"}\n')
     assert "1 run(s)" in archive()
-    assert sorted(p.name for p in (out / "bn" / "seed1").iterdir()) == ["results.json", "train.log"]
+    assert sorted(p.name for p in (out / "bn" / "seed1").iterdir()) == ["results.json", "train.cmd", "train.log"]
     assert (out / "pn" / "seed2" / "in-progress.json").is_file()

@@ -177,6 +177,28 @@ def test_figure2_layout_a_panel_per_optimizer_and_lr_a_line_per_warmup(tmp_path)
     assert alone[1].get_ylim() != alone[0].get_ylim()  # the data alone would give them different ranges
 
 
+def test_one_row_from_two_configs_directories_is_told_apart_by_dash_and_legend(tmp_path):
+    """The depth test draws postln-lr1e-3-warmup500 at 3+3 (multi30k-preln) and 6+6
+    (multi30k-preln-6x6): one colour (one row), so the directory must set the dash and the legend."""
+    from pn_fairseq.analysis import epoch_figures
+    from pn_fairseq.analysis.logs import run_labels
+
+    runs = [_fake_run(tmp_path, d, row, [10, 20, 30], [6, 5, 4]) for d in ("multi30k-preln", "multi30k-preln-6x6")
+            for row in ("postln-lr1e-3-warmup500", "postln-radam")]
+    for layout in ("runs", "figure2"):
+        spec = epoch_figures.panels(epoch_figures.collect(run_labels(map(str, runs))), layout)
+        for panel in spec["panels"]:
+            lines = {(line["row"], line["run"].split(os.sep)[-2]): line for line in panel["lines"]}
+            shallow, deep = lines["postln-lr1e-3-warmup500", "multi30k-preln"], lines["postln-lr1e-3-warmup500", "multi30k-preln-6x6"]
+            assert shallow["color_key"] == deep["color_key"] and (shallow["style"], deep["style"]) == ("-", "--")
+            assert shallow["label"].endswith("[multi30k-preln]") and deep["label"].endswith("[multi30k-preln-6x6]")
+    fig = epoch_figures.plot(spec, "t")
+    assert [line.get_linestyle() for line in fig.axes[0].get_lines()] == ["-", "--"]
+    # One directory: RAdam keeps its dash, the legend no directory.
+    one = epoch_figures.panels(epoch_figures.collect(run_labels(map(str, runs[:2]))), "runs")["panels"][0]["lines"]
+    assert [(line["style"], "[" in line["label"]) for line in one] == [("-", False), ("--", False)]
+
+
 def test_layout_without_its_rows_says_which_rows(tmp_path):
     runs = [_fake_run(tmp_path, "preln", "preln-nowarmup", [1, 2], [5, 4])]
     proc = subprocess.run([str(BIN / "pn-analyze"), "epochs", str(runs[0]), "--layout", "figure2", "--out",
@@ -223,7 +245,7 @@ def test_legend_gives_a_scaled_runs_own_warmup_beside_the_papers(tmp_path):
     (short / "train.cmd").write_text("fairseq-train data --warmup-updates=55\n")
     paper = _fake_run(tmp_path / "i", "preln", "postln-warmup4k", [1, 2, 3], [5, 4, 3.9])
     (paper / "train.cmd").write_text("fairseq-train data --warmup-updates 4000\n")
-    bare = _fake_run(tmp_path / "b", "preln", "postln-nowarmup", [1, 2, 3], [5, 4, 3.9])  # no train.cmd
+    bare = _fake_run(tmp_path / "b", "multi30k-preln", "postln-nowarmup", [1, 2, 3], [5, 4, 3.9])  # no train.cmd
     labels = lambda runs, layout: [line["label"] for line in panels(collect(runs), layout)["panels"][0]["lines"]]
     assert labels([(None, str(scaled)), (None, str(short)), (None, str(bare))], "figure2") == [
         "warm-up T = 4000 (440 updates here)", "warm-up T = 500 (55 updates here)", "no warm-up (T = 1)"]

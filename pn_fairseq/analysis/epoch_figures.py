@@ -58,6 +58,9 @@ ROWS.update({
     "postln-lr1.5e-3-warmup4k": ("Post-LN", "Adam", "1.5e-3", "warm-up T = 4000", "postln", ("figure4",)),
 })
 LAYOUTS = ("figure2", "figure4", "runs")
+# One dash per configs directory when a figure mixes them (RAdam's own dash then gives way: the
+# legend still names the optimizer).
+GROUP_STYLES = ("-", "--", ":", "-.")
 BANDS = ("min-max", "std", "none")  # "none": a line per seed, no mean
 _SEED_DIR = re.compile(r"seed(\d+)")
 FIGURE2_PANELS = [("Adam", "5e-4"), ("Adam", "1e-3"), ("SGD", "5e-3"), ("SGD", "1e-3")]  # Sec. 3.2's order
@@ -283,6 +286,9 @@ def panels(runs, layout):
             groups = [(None, [(r, " ".join(ROWS[r["row"]][:2]) + f", lr {ROWS[r['row']][2]}, {_schedule_label(r)}")
                               for r in members])]
     drawn = {id(r) for _, lines in groups for r, _ in lines}
+    # Runs of one row from two configs directories (multi30k-preln and multi30k-preln-6x6: the
+    # depth test) take the same colour: the directory sets the dash, and the legend names it.
+    dirs = list(dict.fromkeys(r["group"] for _, lines in groups for r, _ in lines))
     # Figure 2's panels are read side by side (lr_max 5e-4 against 1e-3): one y axis per metric.
     out = {"grid": (2, len(groups)) if layout == "figure2" else (1, 2), "share_y": layout == "figure2", "panels": [],
            "left_out": [r["label"] for r in runs if id(r) not in drawn]}
@@ -293,10 +299,16 @@ def panels(runs, layout):
             for run, name in lines:
                 points = [(s["epoch"], s[metric]) for s in run["scores"] if s[metric] is not None]
                 row = run["row"]
+                label = _line_label(run, name, [r for r, _ in lines])
+                if len(dirs) > 1:
+                    style = GROUP_STYLES[dirs.index(run["group"]) % len(GROUP_STYLES)]
+                    label = f"{label} [{run['group'] or 'other'}]"
+                else:
+                    style = "--" if row and ROWS[row][1] == "RAdam" else "-"
                 line = {
-                    "label": _line_label(run, name, [r for r, _ in lines]), "run": run["path"], "row": row,
+                    "label": label, "run": run["path"], "row": row,
                     "color_key": ROWS[row][4] if row and layout != "runs" else (row or run["label"]),
-                    "style": "--" if row and ROWS[row][1] == "RAdam" else "-",
+                    "style": style,
                     "epochs": [p[0] for p in points], "values": [p[1] for p in points]}
                 if "seed_scores" in run:
                     line.update(_band_line(run, metric))
