@@ -73,3 +73,5 @@ def test_same_named_checkpoints_get_distinct_labels(tmp_path):
     assert [label for label, _ in run_labels(dirs)] == ["pn/seed1", "pn-nogroup/seed1"]
     logs = [d + "/train.log" for d in dirs]
     assert [label for label, _ in run_labels(logs)] == ["pn/seed1", "pn-nogroup/seed1"]
+    # An unfinished run's archived log (scripts/archive_results.py) is named by its run too.
+    assert [label for label, _ in run_labels([dirs[0] + "/train.partial.log", logs[1]])] == ["pn/seed1", "pn-nogroup/seed1"]

@@ -192,6 +192,7 @@ def test_one_row_from_two_configs_directories_is_told_apart_by_dash_and_legend(t
             shallow, deep = lines["postln-lr1e-3-warmup500", "multi30k-preln"], lines["postln-lr1e-3-warmup500", "multi30k-preln-6x6"]
             assert shallow["color_key"] == deep["color_key"] and (shallow["style"], deep["style"]) == ("-", "--")
             assert shallow["label"].endswith("[multi30k-preln]") and deep["label"].endswith("[multi30k-preln-6x6]")
+            assert "(" not in shallow["label"].replace("(T = 1)", "")  # the directory says it; no basename too
     fig = epoch_figures.plot(spec, "t")
     assert [line.get_linestyle() for line in fig.axes[0].get_lines()] == ["-", "--"]
     # One directory: RAdam keeps its dash, the legend no directory.

@@ -254,8 +254,9 @@ def _schedule_label(run):
 
 
 def _line_label(run, name, runs):
-    # Several runs of one row (seeds): tell them apart by their label's last component.
-    same = [r for r in runs if r["row"] is not None and r["row"] == run["row"]]
+    # Several runs of one row (seeds): tell them apart by their label's last component. Runs of
+    # one row from different configs directories are told apart by the directory (panels()).
+    same = [r for r in runs if r["row"] is not None and (r["row"], r["group"]) == (run["row"], run["group"])]
     return name if len(same) <= 1 else f"{name} ({os.path.basename(os.path.normpath(run['label']))})"
 
 

@@ -22,6 +22,11 @@ def find_log(run):
     raise AnalysisError(f"{run}: no such run directory or log file")
 
 
+# A run's log names the run by its directory; train.partial.log is an unfinished run's records,
+# archived by scripts/archive_results.py.
+RUN_LOGS = ("train.log", "train.partial.log")
+
+
 def run_labels(runs):
     """A short legend label per run: ``LABEL=PATH`` gives LABEL, else the run's directory name.
 
@@ -37,7 +42,7 @@ def run_labels(runs):
         path = text
         directory = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
         name = os.path.basename(os.path.normpath(directory))
-        if not os.path.isdir(path) and os.path.basename(path) != "train.log":
+        if not os.path.isdir(path) and os.path.basename(path) not in RUN_LOGS:
             name = os.path.basename(path)
         pairs.append((name, path))
     # Runs with the same name get parent directories in front, as many as it takes
@@ -51,7 +56,7 @@ def run_labels(runs):
         for i in clashes:
             label, path = pairs[i]
             parents = os.path.dirname(os.path.normpath(os.path.abspath(path))).split(os.sep)
-            if not os.path.isdir(path) and os.path.basename(path) == "train.log":
+            if not os.path.isdir(path) and os.path.basename(path) in RUN_LOGS:
                 parents = parents[:-1]  # the label is already its directory's name
             prefix = "/".join(p for p in parents[len(parents) - depth:] if p)
             out[i] = (f"{prefix}/{label}" if prefix else label, path)
