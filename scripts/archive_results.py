@@ -16,7 +16,7 @@ A run that has started (``train.log`` or ``checkpoint_last.pt``) but not finishe
 ``DEST/<run>/in-progress.json`` instead (epoch and update of its last training record, when
 recorded): committed with the rest, it lets ``scripts/run_queue.py`` on a new machine name the
 runs whose checkpoints went with the old one. Beside it, ``train.partial.log`` keeps the records
-so far (and ``train.cmd``) (``pn-analyze epochs DEST/<run>/train.partial.log`` draws them): the epochs a run reached
+so far, with ``train.cmd`` (``pn-analyze epochs DEST/<run>/train.partial.log`` draws them): the epochs a run reached
 before its machine went are evidence too, not a ``train.log`` that a reader could take for a
 finished run's. Archiving the finished run removes both.
 """
