@@ -83,15 +83,16 @@ def main(argv):
         (out / PARTIAL_LOG).unlink(missing_ok=True)
     unfinished = sorted({p.parent for name in STARTED for p in src.rglob(name)} - set(runs))
     for run in unfinished:
-        epoch, updates = last_training_record(run / "train.log")
+        out, log = dest / run.relative_to(src), run / "train.log"
+        epoch, updates = last_training_record(log)
         record = {"run_dir": str(run), "epoch": epoch, "num_updates": updates,
                   "checkpoint_last": (run / "checkpoint_last.pt").is_file(), "recorded": time.strftime("%Y-%m-%d %H:%M")}
-        copy(None, dest / run.relative_to(src) / PROGRESS, json.dumps(record, indent=1) + "\n")
-        records = log_records_text(run / "train.log") if (run / "train.log").is_file() else ""
+        copy(None, out / PROGRESS, json.dumps(record, indent=1) + "\n")
+        records = log_records_text(log) if log.is_file() else ""
         if records:
-            copy(None, dest / run.relative_to(src) / PARTIAL_LOG, records)
+            copy(None, out / PARTIAL_LOG, records)
             if (run / "train.cmd").is_file():  # the figures' legends read its --warmup-updates
-                copy(run / "train.cmd", dest / run.relative_to(src) / "train.cmd")
+                copy(run / "train.cmd", out / "train.cmd")
     print(f"archive_results: {len(runs)} run(s) from {src} -> {dest}"
           + (f"; {len(unfinished)} unfinished, recorded in {PROGRESS}" if unfinished else ""))
 
